@@ -1,0 +1,639 @@
+//! The streaming frame decoder: bytes in, messages and control frames out (RFC 6455 §5).
+//!
+//! `Decoder` accepts input in arbitrary pieces, as reads deliver it, and reports each complete
+//! data message and each control frame through a callback. It enforces every framing rule the
+//! RFC puts on the receiving side and fails with the matching `ProtocolError`.
+//!
+//! Invariants:
+//! - A frame that lies whole in the input is unmasked in place and reported as a view into the
+//!   input: no copy. Only a message split across frames or reads is copied into the decoder's
+//!   own buffer, and that buffer is released as soon as it is empty again, so an idle decoder
+//!   owns no heap memory.
+//! - Text is validated as it arrives and the first invalid byte fails the message at once.
+//! - Message size is checked against the limit from frame headers, before any byte is stored.
+//! - After a close frame the decoder reports nothing more.
+
+use std::ops::ControlFlow;
+
+use super::close::{parse_close_payload, CloseFrame};
+use super::error::ProtocolError;
+use super::frame::{decode_header, FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::message::Message;
+use super::utf8::Utf8Validator;
+
+/// Which end of the connection the decoder serves; it decides which masking is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Decodes client frames, which must be masked (§5.1).
+    Server,
+    /// Decodes server frames, which must not be masked (§5.1).
+    Client,
+}
+
+/// What the decoder reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete data message.
+    Message(Message<'a>),
+    /// A ping; the receiver owes a pong with the same payload.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// A valid close frame, with its code and reason if it carried one.
+    Close(Option<CloseFrame<'a>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Expecting a frame header; a partial header is spilled into the buffer.
+    Header,
+    /// Inside a frame's payload.
+    Payload,
+    /// A close frame was seen; further input is ignored.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    Text,
+    Binary,
+}
+
+/// Streaming decoder state for one connection.
+#[derive(Debug)]
+pub struct Decoder {
+    /// `[..data_len]`: payload of the data message in progress; the rest: a spilled partial
+    /// header or the partial payload of a control frame.
+    buffer: Vec<u8>,
+    data_len: usize,
+    /// Payload bytes left in the current frame.
+    remaining: u64,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes of the current frame already consumed, modulo 4 (the mask phase).
+    mask_phase: u8,
+    opcode: OpCode,
+    fin: bool,
+    stage: Stage,
+    message: Kind,
+    utf8: Utf8Validator,
+    role: Role,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new(Role::Server)
+    }
+}
+
+impl Decoder {
+    /// A decoder at the start of a stream.
+    pub fn new(role: Role) -> Self {
+        Self {
+            buffer: Vec::new(),
+            data_len: 0,
+            remaining: 0,
+            mask: None,
+            mask_phase: 0,
+            opcode: OpCode::Continuation,
+            fin: false,
+            stage: Stage::Header,
+            message: Kind::None,
+            utf8: Utf8Validator::new(),
+            role,
+        }
+    }
+
+    /// True when a message, frame or header is partly received.
+    pub fn is_mid_message(&self) -> bool {
+        self.stage == Stage::Payload || !self.buffer.is_empty() || self.message != Kind::None
+    }
+
+    /// Heap bytes held by this decoder (zero when idle).
+    pub fn buffered_capacity(&self) -> usize {
+        self.buffer.capacity()
+    }
+
+    /// Consumes `input` (unmasking it in place) and reports every event it completes.
+    ///
+    /// `max_message` caps the payload of a data message across all its fragments. Decoding stops
+    /// early, without error, when `on_event` breaks; the rest of the input is then unread.
+    pub fn decode<F>(
+        &mut self,
+        input: &mut [u8],
+        max_message: usize,
+        mut on_event: F,
+    ) -> Result<(), ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        let mut pos = 0;
+        while pos < input.len() || self.has_empty_payload_pending() {
+            match self.stage {
+                Stage::Closed => return Ok(()),
+                Stage::Header => {
+                    let Some(used) = self.take_header(&input[pos..], max_message)? else {
+                        return Ok(());
+                    };
+                    pos += used;
+                    let whole = usize::try_from(self.remaining)
+                        .ok()
+                        .filter(|&len| len <= input.len() - pos);
+                    if let Some(len) = whole.filter(|_| self.can_take_in_place()) {
+                        let payload = &mut input[pos..pos + len];
+                        pos += len;
+                        if self.take_in_place(payload, &mut on_event)?.is_break() {
+                            return Ok(());
+                        }
+                    } else {
+                        self.stage = Stage::Payload;
+                    }
+                }
+                Stage::Payload => {
+                    let available = input.len() - pos;
+                    let take =
+                        usize::try_from(self.remaining).map_or(available, |r| r.min(available));
+                    let chunk = &mut input[pos..pos + take];
+                    pos += take;
+                    self.take_payload_piece(chunk)?;
+                    if self.remaining == 0 && self.finish_buffered_frame(&mut on_event)?.is_break()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A zero-length frame whose header completed at the very end of the input.
+    fn has_empty_payload_pending(&self) -> bool {
+        self.stage == Stage::Payload && self.remaining == 0
+    }
+
+    /// Parses the next header, spilling a partial one; returns how many input bytes it used.
+    fn take_header(
+        &mut self,
+        input: &[u8],
+        max_message: usize,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let spilled = self.buffer.len() - self.data_len;
+        let (header, used) = if spilled == 0 {
+            match decode_header(input)? {
+                Some(found) => found,
+                None => {
+                    self.buffer.extend_from_slice(input);
+                    return Ok(None);
+                }
+            }
+        } else {
+            let take = (MAX_HEADER_LEN - spilled).min(input.len());
+            self.buffer.extend_from_slice(&input[..take]);
+            match decode_header(&self.buffer[self.data_len..])? {
+                Some((header, len)) => {
+                    self.buffer.truncate(self.data_len);
+                    (header, len - spilled)
+                }
+                None => return Ok(None),
+            }
+        };
+        self.start_frame(header, max_message)?;
+        Ok(Some(used))
+    }
+
+    fn start_frame(
+        &mut self,
+        header: FrameHeader,
+        max_message: usize,
+    ) -> Result<(), ProtocolError> {
+        // §5.1: "The server MUST close the connection upon receiving a frame that is not masked."
+        // "A client MUST close a connection if it detects a masked frame."
+        if header.mask.is_some() != (self.role == Role::Server) {
+            return Err(ProtocolError::BadMasking);
+        }
+        match header.opcode {
+            OpCode::Continuation if self.message == Kind::None => {
+                return Err(ProtocolError::UnexpectedContinuation)
+            }
+            OpCode::Text | OpCode::Binary if self.message != Kind::None => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            OpCode::Text => {
+                self.message = Kind::Text;
+                self.utf8 = Utf8Validator::new();
+            }
+            OpCode::Binary => self.message = Kind::Binary,
+            _ => {}
+        }
+        if !header.opcode.is_control() {
+            let total = (self.data_len as u64).saturating_add(header.payload_len);
+            if total > max_message as u64 {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+        }
+        self.opcode = header.opcode;
+        self.fin = header.fin;
+        self.mask = header.mask;
+        self.remaining = header.payload_len;
+        self.mask_phase = 0;
+        Ok(())
+    }
+
+    /// A whole frame can be reported straight from the input when it is a control frame or a
+    /// complete single-frame message: nothing of it needs to outlive the input.
+    fn can_take_in_place(&self) -> bool {
+        self.opcode.is_control() || (self.fin && self.opcode != OpCode::Continuation)
+    }
+
+    fn take_in_place<F>(
+        &mut self,
+        payload: &mut [u8],
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        if let Some(key) = self.mask {
+            apply_mask(payload, key, 0);
+        }
+        self.remaining = 0;
+        let payload: &[u8] = payload;
+        if self.opcode.is_control() {
+            return self.report_control(payload, on_event);
+        }
+        self.message = Kind::None;
+        let message = if self.opcode == OpCode::Text {
+            Message::Text(std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Message::Binary(payload)
+        };
+        self.release_buffer_if_empty();
+        Ok(on_event(Event::Message(message)))
+    }
+
+    /// Unmasks and stores the next piece of the current frame's payload.
+    fn take_payload_piece(&mut self, chunk: &mut [u8]) -> Result<(), ProtocolError> {
+        if let Some(key) = self.mask {
+            apply_mask(chunk, key, usize::from(self.mask_phase));
+        }
+        self.mask_phase = ((usize::from(self.mask_phase) + chunk.len()) % 4) as u8;
+        self.remaining -= chunk.len() as u64;
+        if self.opcode.is_control() {
+            self.buffer.extend_from_slice(chunk);
+            return Ok(());
+        }
+        if self.message == Kind::Text {
+            self.utf8
+                .feed(chunk)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.buffer.extend_from_slice(chunk);
+        self.data_len += chunk.len();
+        Ok(())
+    }
+
+    /// Completes a frame whose payload went through the buffer.
+    fn finish_buffered_frame<F>(
+        &mut self,
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        self.stage = Stage::Header;
+        if self.opcode.is_control() {
+            let control = self.buffer.split_off(self.data_len);
+            let flow = self.report_control(&control, on_event);
+            self.release_buffer_if_empty();
+            return flow;
+        }
+        if !self.fin {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let kind = std::mem::replace(&mut self.message, Kind::None);
+        let flow = match kind {
+            Kind::Text => {
+                if !self.utf8.is_complete() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                let text = std::str::from_utf8(&self.buffer[..self.data_len])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                on_event(Event::Message(Message::Text(text)))
+            }
+            _ => on_event(Event::Message(Message::Binary(
+                &self.buffer[..self.data_len],
+            ))),
+        };
+        self.buffer = Vec::new();
+        self.data_len = 0;
+        Ok(flow)
+    }
+
+    fn report_control<F>(
+        &mut self,
+        payload: &[u8],
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        self.stage = Stage::Header;
+        Ok(match self.opcode {
+            OpCode::Ping => on_event(Event::Ping(payload)),
+            OpCode::Pong => on_event(Event::Pong(payload)),
+            _ => {
+                let close = parse_close_payload(payload)?;
+                self.stage = Stage::Closed;
+                self.buffer = Vec::new();
+                self.data_len = 0;
+                // Nothing follows a close frame, whatever the callback answers.
+                let _ = on_event(Event::Close(close));
+                ControlFlow::Break(())
+            }
+        })
+    }
+
+    fn release_buffer_if_empty(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() > 0 {
+            self.buffer = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{encode_frame, encode_header};
+    use proptest::prelude::*;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    const MAX: usize = 1 << 20;
+
+    /// An owned copy of an event, for comparing across decodes.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+    }
+
+    fn decode_pieces(pieces: &[&[u8]]) -> (Vec<Owned>, Option<ProtocolError>) {
+        let mut decoder = Decoder::new(Role::Server);
+        let mut events = Vec::new();
+        for piece in pieces {
+            let mut piece = piece.to_vec();
+            let result = decoder.decode(&mut piece, MAX, |event| {
+                events.push(match event {
+                    Event::Message(Message::Text(t)) => Owned::Text(t.to_owned()),
+                    Event::Message(Message::Binary(b)) => Owned::Binary(b.to_vec()),
+                    Event::Ping(p) => Owned::Ping(p.to_vec()),
+                    Event::Pong(p) => Owned::Pong(p.to_vec()),
+                    Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+                });
+                ControlFlow::Continue(())
+            });
+            if let Err(error) = result {
+                return (events, Some(error));
+            }
+        }
+        (events, None)
+    }
+
+    fn fragment(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let len = encode_header(&mut header, fin, opcode, payload.len(), Some(KEY));
+        let mut frame = header[..len].to_vec();
+        let start = frame.len();
+        frame.extend_from_slice(payload);
+        apply_mask(&mut frame[start..], KEY, 0);
+        frame
+    }
+
+    fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        encode_frame(opcode, payload, Some(KEY)).to_vec()
+    }
+
+    #[test]
+    fn decodes_the_rfc_masked_hello() {
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode_pieces(&[&frame]),
+            (vec![Owned::Text("Hello".into())], None)
+        );
+    }
+
+    #[test]
+    fn decodes_the_rfc_fragmented_hello_with_an_interleaved_ping() {
+        let mut stream = fragment(false, OpCode::Text, b"Hel");
+        stream.extend(masked(OpCode::Ping, b"hi"));
+        stream.extend(fragment(true, OpCode::Continuation, b"lo"));
+        assert_eq!(
+            decode_pieces(&[&stream]),
+            (
+                vec![Owned::Ping(b"hi".to_vec()), Owned::Text("Hello".into())],
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn decodes_a_frame_fed_byte_by_byte() {
+        let frame = masked(OpCode::Binary, &[7u8; 300]);
+        let pieces: Vec<&[u8]> = frame.chunks(1).collect();
+        assert_eq!(
+            decode_pieces(&pieces),
+            (vec![Owned::Binary(vec![7; 300])], None)
+        );
+    }
+
+    #[test]
+    fn rejects_unmasked_client_frames() {
+        let frame = encode_frame(OpCode::Text, b"Hello", None);
+        assert_eq!(decode_pieces(&[&frame]).1, Some(ProtocolError::BadMasking));
+    }
+
+    #[test]
+    fn rejects_continuation_without_a_message_and_a_new_message_inside_one() {
+        let lone = fragment(true, OpCode::Continuation, b"x");
+        assert_eq!(
+            decode_pieces(&[&lone]).1,
+            Some(ProtocolError::UnexpectedContinuation)
+        );
+        let mut nested = fragment(false, OpCode::Text, b"a");
+        nested.extend(masked(OpCode::Text, b"b"));
+        assert_eq!(
+            decode_pieces(&[&nested]).1,
+            Some(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn fails_fast_on_invalid_utf8_inside_an_unfinished_frame() {
+        let frame = masked(
+            OpCode::Text,
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",
+        );
+        // Only the first 14 payload bytes arrive: the invalid sequence is already among them.
+        let (events, error) = decode_pieces(&[&frame[..6 + 14]]);
+        assert!(events.is_empty());
+        assert_eq!(error, Some(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn accepts_utf8_split_across_fragments() {
+        let euro = "€".as_bytes();
+        let mut stream = fragment(false, OpCode::Text, &euro[..1]);
+        stream.extend(fragment(true, OpCode::Continuation, &euro[1..]));
+        assert_eq!(
+            decode_pieces(&[&stream]),
+            (vec![Owned::Text("€".into())], None)
+        );
+    }
+
+    #[test]
+    fn rejects_a_message_that_ends_inside_a_code_point() {
+        let mut stream = fragment(false, OpCode::Text, b"ok");
+        stream.extend(fragment(true, OpCode::Continuation, &"€".as_bytes()[..2]));
+        assert_eq!(
+            decode_pieces(&[&stream]).1,
+            Some(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn rejects_oversize_messages_across_fragments_before_storing_them() {
+        let mut decoder = Decoder::new(Role::Server);
+        let mut first = fragment(false, OpCode::Binary, &[0; 60]);
+        decoder
+            .decode(&mut first, 100, |_| ControlFlow::Continue(()))
+            .unwrap();
+        // Only the header of the second fragment: its length alone breaks the limit.
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let len = encode_header(&mut header, true, OpCode::Continuation, 41, Some(KEY));
+        let result = decoder.decode(&mut header[..len], 100, |_| ControlFlow::Continue(()));
+        assert_eq!(result, Err(ProtocolError::MessageTooLarge));
+    }
+
+    #[test]
+    fn validates_close_frames_and_stops_after_them() {
+        let mut stream = masked(OpCode::Close, b"\x03\xe8bye");
+        stream.extend(masked(OpCode::Text, b"ignored"));
+        assert_eq!(
+            decode_pieces(&[&stream]),
+            (vec![Owned::Close(Some((1000, "bye".into())))], None)
+        );
+        assert_eq!(
+            decode_pieces(&[&masked(OpCode::Close, b"\x03")]).1,
+            Some(ProtocolError::InvalidClosePayload)
+        );
+    }
+
+    #[test]
+    fn holds_no_heap_memory_between_messages() {
+        let mut decoder = Decoder::new(Role::Server);
+        let frame = masked(OpCode::Binary, &[1; 1000]);
+        for piece in frame.chunks(100) {
+            let mut piece = piece.to_vec();
+            decoder
+                .decode(&mut piece, MAX, |_| ControlFlow::Continue(()))
+                .unwrap();
+        }
+        assert_eq!(decoder.buffered_capacity(), 0);
+        assert!(!decoder.is_mid_message());
+    }
+
+    #[test]
+    fn decodes_unmasked_frames_in_the_client_role() {
+        let mut decoder = Decoder::new(Role::Client);
+        let mut frame = encode_frame(OpCode::Text, b"Hello", None).to_vec();
+        let mut seen = None;
+        decoder
+            .decode(&mut frame, MAX, |event| {
+                seen = Some(format!("{event:?}"));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(seen.as_deref(), Some("Message(Text(\"Hello\"))"));
+    }
+
+    fn message_strategy() -> impl Strategy<Value = (bool, Vec<u8>, usize)> {
+        (
+            any::<bool>(),
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                proptest::collection::vec(any::<u8>(), 120..400),
+            ],
+            1usize..4,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_a_valid_stream_yields_the_same_messages(
+            messages in proptest::collection::vec(message_strategy(), 1..6),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            for (is_text, payload, fragments) in messages {
+                let (opcode, event) = if is_text {
+                    let text = String::from_utf8_lossy(&payload).into_owned();
+                    (OpCode::Text, Owned::Text(text))
+                } else {
+                    (OpCode::Binary, Owned::Binary(payload))
+                };
+                let bytes = match &event {
+                    Owned::Text(t) => t.as_bytes().to_vec(),
+                    Owned::Binary(b) => b.clone(),
+                    _ => unreachable!(),
+                };
+                let size = bytes.len().div_ceil(fragments).max(1);
+                let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(size).collect() };
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let code = if i == 0 { opcode } else { OpCode::Continuation };
+                    stream.extend(fragment(i + 1 == chunks.len(), code, chunk));
+                    // A ping between the first and second fragment, or after a whole message.
+                    if i == 0 {
+                        stream.extend(masked(OpCode::Ping, b"p"));
+                    }
+                }
+                if chunks.len() > 1 {
+                    expected.push(Owned::Ping(b"p".to_vec()));
+                    expected.push(event);
+                } else {
+                    expected.push(event);
+                    expected.push(Owned::Ping(b"p".to_vec()));
+                }
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([stream.len()]) {
+                pieces.push(&stream[start..cut]);
+                start = cut;
+            }
+            prop_assert_eq!(decode_pieces(&pieces), (expected, None));
+        }
+
+        #[test]
+        fn encode_then_decode_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..70_000)) {
+            let frame = masked(OpCode::Binary, &payload);
+            prop_assert_eq!(decode_pieces(&[&frame]), (vec![Owned::Binary(payload)], None));
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_input(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            cut in any::<usize>(),
+        ) {
+            let cut = cut % (bytes.len() + 1);
+            let _ = decode_pieces(&[&bytes[..cut], &bytes[cut..]]);
+        }
+    }
+}

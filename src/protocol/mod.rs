@@ -1,0 +1,20 @@
+//! The sans-IO protocol core: RFC 6455 framing, masking, UTF-8 validation, close codes and the
+//! opening handshake, as pure functions and state machines over byte slices.
+//!
+//! Nothing in this module touches a socket, a clock or a global; the reactor feeds it bytes and
+//! acts on what it returns. That keeps it cheap to fuzz, property-test and benchmark.
+
+pub mod close;
+pub mod decoder;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use decoder::{Decoder, Event, Role};
+pub use error::ProtocolError;
+pub use frame::{encode_frame, OpCode};
+pub use message::Message;
