@@ -1,1 +1,67 @@
-fn main() {}
+//! The `wspush` binary: the server on the reference push protocol (or echo), configured from
+//! flags and `WSPUSH_*` environment variables.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info};
+use wspush::{Config, Echo, Handler, PushProtocol, Server};
+
+use crate::cli::{Cli, Mode};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let config = cli.config();
+    let result = match cli.mode {
+        Mode::Push => serve(config, PushProtocol, "push"),
+        Mode::Echo => serve(config, Echo, "echo"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), String> {
+    let listen = config.listen;
+    let mut server =
+        Server::bind(config, handler).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    server
+        .handle_signals()
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    info!("{}", startup_line(&server, mode));
+    server.run().map_err(|e| format!("server failed: {e}"))
+}
+
+fn startup_line<H: Handler>(server: &Server<H>, mode: &str) -> String {
+    let c = server.config();
+    let optional = |d: Option<std::time::Duration>| {
+        d.map_or("off".to_owned(), |d| {
+            humantime::format_duration(d).to_string()
+        })
+    };
+    format!(
+        "wspush {} listening on {} (mode {mode}; max connections {}, max message {} B, \
+         max handshake {} B, send buffer {} B ({:?} on overflow), handshake timeout {}, \
+         login timeout {}, ping every {}, idle timeout {}, close timeout {}, shutdown timeout {})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        server.max_connections(),
+        c.max_message_size,
+        c.max_handshake_size,
+        c.max_send_buffer,
+        c.slow_consumer,
+        humantime::format_duration(c.handshake_timeout),
+        optional(c.login_timeout),
+        optional(c.ping_interval),
+        optional(c.idle_timeout),
+        humantime::format_duration(c.close_timeout),
+        humantime::format_duration(c.shutdown_timeout),
+    )
+}

@@ -1,0 +1,192 @@
+//! Command-line options of the `wspush` binary. Every option can also come from a `WSPUSH_*`
+//! environment variable; defaults are those of `Config::default()`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use wspush::{Config, SlowConsumerPolicy};
+
+/// wspush: a WebSocket push server.
+///
+/// Clients connect over WebSocket and send their uid as their first text message; every later
+/// message is RECIPIENT:MESSAGE (recipient `all` broadcasts). Sizes accept B, KiB, MiB, GiB
+/// suffixes; durations accept ms, s, m, h suffixes, or `off` where a feature can be disabled.
+#[derive(Debug, Parser)]
+#[command(name = "wspush", version, about, long_about)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "WSPUSH_LISTEN", default_value = "0.0.0.0:1234")]
+    pub listen: SocketAddr,
+
+    /// What the server does with messages: the reference push protocol, or echo them back.
+    #[arg(long, env = "WSPUSH_MODE", value_enum, default_value_t = Mode::Push)]
+    pub mode: Mode,
+
+    /// Most connections held at once [default: the open-files limit minus 64].
+    #[arg(long, env = "WSPUSH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest message accepted, summed over its fragments (larger: close 1009).
+    #[arg(long, env = "WSPUSH_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// Largest opening handshake request (larger: HTTP 431).
+    #[arg(long, env = "WSPUSH_MAX_HANDSHAKE_SIZE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_handshake_size: usize,
+
+    /// Time a new connection has to complete its handshake (then: HTTP 408).
+    #[arg(long, env = "WSPUSH_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Time a client has to send its uid before it is closed with 1008 (push mode only).
+    #[arg(long, env = "WSPUSH_LOGIN_TIMEOUT", default_value = "30s", value_parser = parse_optional_duration)]
+    pub login_timeout: Switch,
+
+    /// A silent connection gets a ping this often.
+    #[arg(long, env = "WSPUSH_PING_INTERVAL", default_value = "25s", value_parser = parse_optional_duration)]
+    pub ping_interval: Switch,
+
+    /// A connection silent this long is closed with 1001.
+    #[arg(long, env = "WSPUSH_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_optional_duration)]
+    pub idle_timeout: Switch,
+
+    /// Per-connection cap on queued outgoing bytes.
+    #[arg(long, env = "WSPUSH_MAX_SEND_BUFFER", default_value = "1MiB", value_parser = parse_size)]
+    pub max_send_buffer: usize,
+
+    /// What happens to a message for a connection whose send queue is full.
+    #[arg(long, env = "WSPUSH_SLOW_CONSUMER", value_enum, default_value_t = SlowConsumer::Drop)]
+    pub slow_consumer: SlowConsumer,
+
+    /// Time a closing connection gets to finish the closing handshake.
+    #[arg(long, env = "WSPUSH_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// Time a shutdown (SIGINT/SIGTERM) waits for clients to acknowledge close 1001.
+    #[arg(long, env = "WSPUSH_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Size of the one read buffer shared by all connections.
+    #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
+    pub read_buffer_size: usize,
+}
+
+/// What the server does with messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The reference protocol: first message is the uid, then RECIPIENT:MESSAGE.
+    Push,
+    /// Echo every message back unchanged (for conformance suites and load tools).
+    Echo,
+}
+
+/// What happens to a message for a connection whose send queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlowConsumer {
+    /// Drop the message for that connection and count it.
+    Drop,
+    /// Close that connection with 1008.
+    Close,
+}
+
+impl Cli {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> Config {
+        Config {
+            listen: self.listen,
+            max_connections: self.max_connections,
+            max_message_size: self.max_message_size,
+            max_handshake_size: self.max_handshake_size,
+            handshake_timeout: self.handshake_timeout,
+            login_timeout: match self.mode {
+                Mode::Push => self.login_timeout.0,
+                Mode::Echo => None,
+            },
+            ping_interval: self.ping_interval.0,
+            idle_timeout: self.idle_timeout.0,
+            max_send_buffer: self.max_send_buffer,
+            slow_consumer: match self.slow_consumer {
+                SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+                SlowConsumer::Close => SlowConsumerPolicy::Close,
+            },
+            close_timeout: self.close_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            read_buffer_size: self.read_buffer_size,
+        }
+    }
+}
+
+/// Parses a byte size such as `1048576`, `64KiB` or `1MiB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 65536, 64KiB or 1MiB"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("'{text}': {e} (e.g. 500ms, 10s)"))
+}
+
+/// A duration that can be switched off, for timers that are optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch(pub Option<Duration>);
+
+/// Parses a duration, where `off` or `0` disables the feature.
+fn parse_optional_duration(text: &str) -> Result<Switch, String> {
+    match text.trim() {
+        "off" | "0" => Ok(Switch(None)),
+        other => parse_duration(other).map(|d| Switch(Some(d))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_library_defaults() {
+        let cli = Cli::try_parse_from(["wspush"]).unwrap();
+        let from_cli = format!("{:?}", cli.config());
+        let library = format!("{:?}", Config::default());
+        assert_eq!(from_cli, library);
+    }
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1XB").is_err());
+        assert_eq!(parse_optional_duration("off"), Ok(Switch(None)));
+        assert_eq!(
+            parse_optional_duration("250ms"),
+            Ok(Switch(Some(Duration::from_millis(250))))
+        );
+    }
+
+    #[test]
+    fn echo_mode_disables_the_login_timeout() {
+        let cli = Cli::try_parse_from(["wspush", "--mode", "echo"]).unwrap();
+        assert_eq!(cli.config().login_timeout, None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Server configuration: every limit and timeout, each with its documented default.
+//!
+//! One plain struct. The binary fills it from flags and environment variables; library users
+//! start from `Config::default()` and change what they need.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What happens to a message for a connection whose send queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Drop the message for that connection only and count it (default).
+    #[default]
+    Drop,
+    /// Close that connection with 1008; other connections are unaffected.
+    Close,
+}
+
+/// Everything the server can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `0.0.0.0:1234`.
+    pub listen: SocketAddr,
+    /// Most connections held at once; `None` means the open-files limit minus
+    /// `FD_RESERVE`. Beyond it new connections get `503` and are closed. Default `None`.
+    pub max_connections: Option<usize>,
+    /// Largest message accepted, summed over its fragments; larger ones close the connection
+    /// with 1009. Default 1 MiB.
+    pub max_message_size: usize,
+    /// Largest opening handshake request; larger ones get `431`. Default 8 KiB.
+    pub max_handshake_size: usize,
+    /// Time a new connection has to complete its handshake; then it gets `408`. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Time an open connection has to bind a uid before it is closed with 1008; `None`
+    /// disables the check. Default 30 s.
+    pub login_timeout: Option<Duration>,
+    /// A connection silent this long gets a ping; `None` disables pings. Default 25 s.
+    pub ping_interval: Option<Duration>,
+    /// A connection silent this long is closed with 1001; `None` disables. Default 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// Per-connection cap on queued outgoing bytes. Default 1 MiB.
+    pub max_send_buffer: usize,
+    /// What to do with a message that would overflow `max_send_buffer`. Default `Drop`.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Time a closing connection gets to finish the closing handshake and TCP close before it
+    /// is dropped. Default 5 s.
+    pub close_timeout: Duration,
+    /// Time shutdown waits for clients to acknowledge close 1001 before exiting. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
+    pub read_buffer_size: usize,
+}
+
+/// File descriptors kept free below the open-files limit when `max_connections` is derived
+/// from it: for the listener, the poller, logs, and the `503` answers past the limit.
+pub const FD_RESERVE: usize = 64;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1234)),
+            max_connections: None,
+            max_message_size: 1 << 20,
+            max_handshake_size: 8 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            login_timeout: Some(Duration::from_secs(30)),
+            ping_interval: Some(Duration::from_secs(25)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_send_buffer: 1 << 20,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer_size: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! A connection's queue of outgoing frames and the vectored write that drains it.
+//!
+//! Frames are `Bytes`: a broadcast frame is one allocation shared by every queue it sits in.
+//! Invariants: an empty outbox owns no heap memory; a single pending frame needs no queue
+//! allocation; `len` is always the number of unwritten bytes.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes};
+
+/// Most frames handed to one `writev` call.
+const MAX_IOVECS: usize = 64;
+
+#[derive(Debug, Default)]
+enum Frames {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(VecDeque<Bytes>),
+}
+
+/// Outgoing bytes not yet accepted by the kernel.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    frames: Frames,
+    len: usize,
+}
+
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything was written.
+    All,
+    /// The socket is full; the rest waits for writability.
+    Blocked,
+}
+
+impl Outbox {
+    /// Unwritten bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a frame.
+    pub(crate) fn push(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        self.len += frame.len();
+        self.frames = match std::mem::take(&mut self.frames) {
+            Frames::Empty => Frames::One(frame),
+            Frames::One(first) => Frames::Many(VecDeque::from([first, frame])),
+            Frames::Many(mut queue) => {
+                queue.push_back(frame);
+                Frames::Many(queue)
+            }
+        };
+    }
+
+    /// Drops all frames but the first, which may be partly written already: cutting it would
+    /// corrupt the stream.
+    pub(crate) fn keep_only_head(&mut self) {
+        if let Frames::Many(queue) = &mut self.frames {
+            queue.truncate(1);
+            self.len = queue.front().map_or(0, Bytes::len);
+        }
+    }
+
+    /// Drops everything queued.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Writes as much as the socket takes, returning the bytes written and how it ended.
+    pub(crate) fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed)> {
+        let mut written = 0;
+        while self.len > 0 {
+            let result = match &self.frames {
+                Frames::Empty => break,
+                Frames::One(frame) => socket.write(frame),
+                Frames::Many(queue) => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                    let count = queue.len().min(MAX_IOVECS);
+                    for (slice, frame) in slices.iter_mut().zip(queue.iter()) {
+                        *slice = IoSlice::new(frame);
+                    }
+                    socket.write_vectored(&slices[..count])
+                }
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.advance(n);
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((written, Flushed::Blocked))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((written, Flushed::All))
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        match &mut self.frames {
+            Frames::Empty => {}
+            Frames::One(frame) => {
+                frame.advance(n);
+                if frame.is_empty() {
+                    self.frames = Frames::Empty;
+                }
+            }
+            Frames::Many(queue) => {
+                while n > 0 {
+                    let Some(front) = queue.front_mut() else {
+                        break;
+                    };
+                    if n >= front.len() {
+                        n -= front.len();
+                        queue.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
+                if queue.is_empty() {
+                    self.frames = Frames::Empty;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `limit` bytes per call, then reports WouldBlock when full.
+    struct Trickle {
+        written: Vec<u8>,
+        limit: usize,
+        capacity: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.capacity - self.written.len();
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.limit).min(room);
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_frames_in_order_across_partial_writes() {
+        let mut outbox = Outbox::default();
+        for frame in [&b"abc"[..], b"defg", b"h"] {
+            outbox.push(Bytes::copy_from_slice(frame));
+        }
+        let mut socket = Trickle {
+            written: Vec::new(),
+            limit: 2,
+            capacity: 5,
+        };
+        assert_eq!(outbox.write_to(&mut socket).unwrap(), (5, Flushed::Blocked));
+        assert_eq!(outbox.len(), 3);
+        socket.capacity = 100;
+        assert_eq!(outbox.write_to(&mut socket).unwrap(), (3, Flushed::All));
+        assert_eq!(socket.written, b"abcdefgh");
+        assert!(matches!(outbox.frames, Frames::Empty));
+    }
+
+    #[test]
+    fn shares_one_frame_between_queues() {
+        let frame = Bytes::from(vec![1u8; 100]);
+        let mut a = Outbox::default();
+        let mut b = Outbox::default();
+        a.push(frame.clone());
+        b.push(frame.clone());
+        let Frames::One(queued) = &a.frames else {
+            panic!("one frame")
+        };
+        assert_eq!(queued.as_ptr(), frame.as_ptr());
+        assert_eq!(a.len() + b.len(), 200);
+    }
+}
