@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::error::ProtocolError;
 use super::mask::apply_mask;
+use super::message::Message;
 
 /// The longest possible frame header: 2 bytes, 8 of extended length and 4 of mask key.
 pub const MAX_HEADER_LEN: usize = 14;
@@ -183,6 +184,14 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> By
         apply_mask(&mut frame[header_len..], key, 0);
     }
     Bytes::from(frame)
+}
+
+/// Encodes a whole server-to-client data frame (never masked) for `message`.
+pub fn encode_message(message: Message<'_>) -> Bytes {
+    match message {
+        Message::Text(text) => encode_frame(OpCode::Text, text.as_bytes(), None),
+        Message::Binary(bytes) => encode_frame(OpCode::Binary, bytes, None),
+    }
 }
 
 #[cfg(test)]

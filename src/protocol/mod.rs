@@ -16,5 +16,5 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use decoder::{Decoder, Event, Role};
 pub use error::ProtocolError;
-pub use frame::{encode_frame, OpCode};
+pub use frame::{encode_frame, encode_message, OpCode};
 pub use message::Message;

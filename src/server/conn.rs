@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use mio::net::TcpStream;
 
-use super::outbox::Outbox;
+use crate::outbox::Outbox;
 use crate::protocol::Decoder;
 
 /// Milliseconds since the reactor started, wrapping after about 49 days; only differences of

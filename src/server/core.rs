@@ -15,12 +15,12 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::conn::{Conn, State, Tick, BLOCKED, DIRTY, IN_READY, OVERFLOW, READABLE, READ_PAUSED};
-use super::outbox::Flushed;
 use super::registry::Registry;
 use crate::handler::{CloseInfo, Initiator};
+use crate::outbox::Flushed;
 use crate::protocol::close::{encode_close_payload, CloseFrame};
 use crate::protocol::handshake::error_response;
-use crate::protocol::{encode_frame, CloseCode, Message, OpCode, ProtocolError};
+use crate::protocol::{encode_frame, encode_message, CloseCode, Message, OpCode, ProtocolError};
 use crate::{Config, ConnId, SendStatus, SlowConsumerPolicy, Stats};
 
 /// The reactor's state.
@@ -497,12 +497,4 @@ enum Timeout {
     Login,
     Ping,
     Close,
-}
-
-/// Encodes a server-to-client data frame (never masked).
-pub(crate) fn encode_message(message: Message<'_>) -> Bytes {
-    match message {
-        Message::Text(text) => encode_frame(OpCode::Text, text.as_bytes(), None),
-        Message::Binary(bytes) => encode_frame(OpCode::Binary, bytes, None),
-    }
 }

@@ -16,7 +16,6 @@
 mod conn;
 mod core;
 mod limits;
-mod outbox;
 mod registry;
 
 use std::io::{self, Read};

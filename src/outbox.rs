@@ -1,4 +1,5 @@
-//! A connection's queue of outgoing frames and the vectored write that drains it.
+//! A connection's queue of outgoing frames and the vectored write that drains it (sans-IO: it
+//! writes to any `io::Write`).
 //!
 //! Frames are `Bytes`: a broadcast frame is one allocation shared by every queue it sits in.
 //! Invariants: an empty outbox owns no heap memory; a single pending frame needs no queue
@@ -22,14 +23,14 @@ enum Frames {
 
 /// Outgoing bytes not yet accepted by the kernel.
 #[derive(Debug, Default)]
-pub(crate) struct Outbox {
+pub struct Outbox {
     frames: Frames,
     len: usize,
 }
 
 /// How a flush ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flushed {
+pub enum Flushed {
     /// Everything was written.
     All,
     /// The socket is full; the rest waits for writability.
@@ -38,16 +39,17 @@ pub(crate) enum Flushed {
 
 impl Outbox {
     /// Unwritten bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// True when nothing is waiting to be written.
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Appends a frame.
-    pub(crate) fn push(&mut self, frame: Bytes) {
+    /// Appends a frame (a refcount increment for a shared frame, never a copy).
+    pub fn push(&mut self, frame: Bytes) {
         if frame.is_empty() {
             return;
         }
@@ -64,7 +66,7 @@ impl Outbox {
 
     /// Drops all frames but the first, which may be partly written already: cutting it would
     /// corrupt the stream.
-    pub(crate) fn keep_only_head(&mut self) {
+    pub fn keep_only_head(&mut self) {
         if let Frames::Many(queue) = &mut self.frames {
             queue.truncate(1);
             self.len = queue.front().map_or(0, Bytes::len);
@@ -72,12 +74,12 @@ impl Outbox {
     }
 
     /// Drops everything queued.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         *self = Self::default();
     }
 
     /// Writes as much as the socket takes, returning the bytes written and how it ended.
-    pub(crate) fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed)> {
+    pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed)> {
         let mut written = 0;
         while self.len > 0 {
             let result = match &self.frames {
