@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MODE", value_enum, default_value_t = Mode::Push)]
     pub mode: Mode,
 
+    /// Length of the queue of connections not yet accepted (capped by net.core.somaxconn).
+    #[arg(long, env = "WSPUSH_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+
     /// Most connections held at once [default: the open-files limit minus 64].
     #[arg(long, env = "WSPUSH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -95,6 +99,7 @@ impl Cli {
     pub fn config(&self) -> Config {
         Config {
             listen: self.listen,
+            backlog: self.backlog,
             max_connections: self.max_connections,
             max_message_size: self.max_message_size,
             max_handshake_size: self.max_handshake_size,

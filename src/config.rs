@@ -21,6 +21,9 @@ pub enum SlowConsumerPolicy {
 pub struct Config {
     /// Address to listen on. Default `0.0.0.0:1234`.
     pub listen: SocketAddr,
+    /// Length of the kernel's queue of connections not yet accepted (capped by
+    /// `net.core.somaxconn`). Default 4096.
+    pub backlog: u32,
     /// Most connections held at once; `None` means the open-files limit minus
     /// `FD_RESERVE`. Beyond it new connections get `503` and are closed. Default `None`.
     pub max_connections: Option<usize>,
@@ -59,6 +62,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1234)),
+            backlog: 4096,
             max_connections: None,
             max_message_size: 1 << 20,
             max_handshake_size: 8 << 10,

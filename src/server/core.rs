@@ -88,9 +88,11 @@ impl Core {
         self.conns.len() - self.overflow
     }
 
+    /// The slot of `id`, while its record exists (until the end of the iteration it died in, so
+    /// `on_close` can still ask about it). Operations check the state they need themselves.
     pub(crate) fn key_of(&self, id: ConnId) -> Option<usize> {
         let conn = self.conns.get(id.key())?;
-        (conn.gen == id.gen() && conn.state != State::Dead).then_some(id.key())
+        (conn.gen == id.gen()).then_some(id.key())
     }
 
     pub(crate) fn conn(&self, id: ConnId) -> Option<&Conn> {

@@ -1,6 +1,11 @@
-//! The process's open-files limit, which bounds how many connections one server can hold.
+//! Operating-system limits: the open-files limit, which bounds how many connections one server
+//! can hold, and the listening socket with its accept backlog.
+
+use std::io;
+use std::net::SocketAddr;
 
 use log::{info, warn};
+use socket2::{Domain, Socket, Type};
 
 /// Raises the soft open-files limit to the hard limit and returns the soft limit in force.
 pub(crate) fn raise_open_files_limit() -> usize {
@@ -14,4 +19,14 @@ pub(crate) fn raise_open_files_limit() -> usize {
             1024
         }
     }
+}
+
+/// Binds a non-blocking listener on `addr` with `backlog` pending connections.
+pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
 }

@@ -98,7 +98,7 @@ impl<H: Handler> Server<H> {
             .max_connections
             .unwrap_or_else(|| files.saturating_sub(crate::config::FD_RESERVE).max(1));
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = limits::bind_listener(config.listen, config.backlog)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);

@@ -57,6 +57,11 @@ impl TestServer {
         Self::start(config, || wspush::Echo)
     }
 
+    /// Asks the server to shut down gracefully without waiting for it.
+    pub fn request_shutdown(&self) {
+        self.handle.shutdown();
+    }
+
     /// Asks the server to shut down and waits (bounded) for `run` to return.
     pub fn stop(&mut self) -> std::io::Result<()> {
         self.handle.shutdown();
