@@ -31,3 +31,8 @@ pub use push::PushProtocol;
 pub use server::{Server, ServerHandle};
 pub use stats::Stats;
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
+
+/// The README's code examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -204,7 +204,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn accept(&mut self) {
-        self.accept_paused = false;
+        let was_paused = std::mem::replace(&mut self.accept_paused, false);
         while let Some(listener) = &self.listener {
             let over_limit = self.core.held_count() >= self.core.max_connections;
             if over_limit && self.core.overflow >= OVERFLOW_SLOTS {
@@ -217,7 +217,10 @@ impl<H: Handler> Server<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhausted(&e) => {
-                    warn!("accept paused: {e}; resuming when a connection closes");
+                    // Logged once per pause, not at every retry.
+                    if !was_paused {
+                        warn!("accept paused: {e}; resuming when a connection closes");
+                    }
                     self.accept_paused = true;
                     return;
                 }

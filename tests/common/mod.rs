@@ -97,7 +97,21 @@ pub struct BinaryServer {
 
 impl BinaryServer {
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wspush"))
+        Self::start_with_prefix(&[], args)
+    }
+
+    /// Starts the binary under a wrapper command such as `prlimit --nofile=32:32`.
+    pub fn start_with_prefix(prefix: &[&str], args: &[&str]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_wspush");
+        let mut command = match prefix.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut command = Command::new(wrapper);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
