@@ -551,11 +551,15 @@ mod tests {
     #[test]
     fn holds_no_heap_memory_after_a_control_frame_whose_header_was_split() {
         // Found by the fuzzer: the RFC masked pong, cut after its first two bytes.
-        let frame = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let frame = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let mut decoder = Decoder::new(Role::Server);
         for piece in [&frame[..2], &frame[2..]] {
             let mut piece = piece.to_vec();
-            decoder.decode(&mut piece, MAX, |_| ControlFlow::Continue(())).unwrap();
+            decoder
+                .decode(&mut piece, MAX, |_| ControlFlow::Continue(()))
+                .unwrap();
         }
         assert_eq!(decoder.buffered_capacity(), 0);
     }
