@@ -48,6 +48,10 @@ const READS_PER_TURN: usize = 4;
 const EVENT_CAPACITY: usize = 1024;
 
 /// A WebSocket server: a listener, a handler and the reactor that drives them.
+///
+/// The server and its handler live on the thread that calls `run` and are not `Send` (the uid
+/// registry shares strings with `Rc`): build the server on that thread, and stop it from
+/// elsewhere with a [`ServerHandle`].
 pub struct Server<H> {
     poll: Poll,
     listener: Option<TcpListener>,
