@@ -35,6 +35,16 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
+    /// Origins allowed to connect, comma-separated (others: HTTP 403); requests without an
+    /// Origin header are allowed [default: any origin].
+    #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Require signed logins: clients connect with ?uid=&expires=&sig=<hex HMAC-SHA256(secret,
+    /// "uid:expires")> (push mode). Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "WSPUSH_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
     /// Largest opening handshake request (larger: HTTP 431).
     #[arg(long, env = "WSPUSH_MAX_HANDSHAKE_SIZE", default_value = "8KiB", value_parser = parse_size)]
     pub max_handshake_size: usize,
@@ -66,6 +76,10 @@ pub struct Cli {
     /// Time a closing connection gets to finish the closing handshake.
     #[arg(long, env = "WSPUSH_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub close_timeout: Duration,
+
+    /// How long a uid keeps its groups after its last connection closes.
+    #[arg(long, env = "WSPUSH_GROUP_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub group_grace: Duration,
 
     /// Time a shutdown (SIGINT/SIGTERM) waits for clients to acknowledge close 1001.
     #[arg(long, env = "WSPUSH_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -102,6 +116,7 @@ impl Cli {
             backlog: self.backlog,
             max_connections: self.max_connections,
             max_message_size: self.max_message_size,
+            allowed_origins: self.allowed_origins.clone(),
             max_handshake_size: self.max_handshake_size,
             handshake_timeout: self.handshake_timeout,
             login_timeout: match self.mode {
@@ -116,6 +131,7 @@ impl Cli {
                 SlowConsumer::Close => SlowConsumerPolicy::Close,
             },
             close_timeout: self.close_timeout,
+            group_grace: self.group_grace,
             shutdown_timeout: self.shutdown_timeout,
             read_buffer_size: self.read_buffer_size,
         }

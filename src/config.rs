@@ -30,6 +30,10 @@ pub struct Config {
     /// Largest message accepted, summed over its fragments; larger ones close the connection
     /// with 1009. Default 1 MiB.
     pub max_message_size: usize,
+    /// Origins allowed to open connections (exact match, any case), against cross-site
+    /// WebSocket hijacking from browsers; others get `403`. Requests without an `Origin` header
+    /// (non-browser clients) are allowed. Empty: any origin. Default empty.
+    pub allowed_origins: Vec<String>,
     /// Largest opening handshake request; larger ones get `431`. Default 8 KiB.
     pub max_handshake_size: usize,
     /// Time a new connection has to complete its handshake; then it gets `408`. Default 10 s.
@@ -48,6 +52,9 @@ pub struct Config {
     /// Time a closing connection gets to finish the closing handshake and TCP close before it
     /// is dropped. Default 5 s.
     pub close_timeout: Duration,
+    /// How long a uid keeps its group memberships after its last connection closes (and how
+    /// long a uid added to a group while offline has to connect). Default 30 s.
+    pub group_grace: Duration,
     /// Time shutdown waits for clients to acknowledge close 1001 before exiting. Default 5 s.
     pub shutdown_timeout: Duration,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
@@ -65,6 +72,7 @@ impl Default for Config {
             backlog: 4096,
             max_connections: None,
             max_message_size: 1 << 20,
+            allowed_origins: Vec::new(),
             max_handshake_size: 8 << 10,
             handshake_timeout: Duration::from_secs(10),
             login_timeout: Some(Duration::from_secs(30)),
@@ -73,6 +81,7 @@ impl Default for Config {
             max_send_buffer: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Drop,
             close_timeout: Duration::from_secs(5),
+            group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
         }

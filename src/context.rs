@@ -92,6 +92,46 @@ impl<'a> Context<'a> {
         self.core.broadcast(message.into())
     }
 
+    /// Adds `uid` to `group` (creating the group); false if it was already a member.
+    ///
+    /// Membership belongs to the uid: it lasts while the uid has a connection and for
+    /// `Config::group_grace` after its last one closes. A uid added while offline gets the same
+    /// grace period to connect.
+    pub fn join_group(&mut self, uid: &str, group: &str) -> bool {
+        self.core.join_group(uid, group)
+    }
+
+    /// Removes `uid` from `group`; false if it was not a member.
+    pub fn leave_group(&mut self, uid: &str, group: &str) -> bool {
+        self.core.groups.leave(uid, group)
+    }
+
+    /// Deletes `group`; returns how many members it had.
+    pub fn ungroup(&mut self, group: &str) -> usize {
+        self.core.groups.ungroup(group)
+    }
+
+    /// Sends to every connection of every member of `group` except the uids in `exclude`,
+    /// encoding the frame once; returns how many connections it was queued to.
+    pub fn send_to_group<'m>(
+        &mut self,
+        group: &str,
+        message: impl Into<Message<'m>>,
+        exclude: &[&str],
+    ) -> usize {
+        self.core.send_to_group(group, message.into(), exclude)
+    }
+
+    /// The member uids of `group`, in no particular order.
+    pub fn group_members(&self, group: &str) -> impl Iterator<Item = &str> + '_ {
+        self.core.groups.members(group)
+    }
+
+    /// The groups `uid` belongs to.
+    pub fn groups_of(&self, uid: &str) -> impl Iterator<Item = &str> + '_ {
+        self.core.groups.groups_of(uid).iter().map(|group| &**group)
+    }
+
     /// Whether at least one open connection is bound to `uid`.
     pub fn is_uid_online(&self, uid: &str) -> bool {
         !self.core.registry.conns(uid).is_empty()

@@ -16,7 +16,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config();
     let result = match cli.mode {
-        Mode::Push => serve(config, PushProtocol, "push"),
+        Mode::Push => {
+            let handler = match &cli.auth_secret {
+                Some(secret) => PushProtocol::with_auth_secret(secret.as_bytes()),
+                None => PushProtocol::new(),
+            };
+            serve(config, handler, "push")
+        }
         Mode::Echo => serve(config, Echo, "echo"),
     };
     match result {

@@ -6,21 +6,59 @@
 //! other recipient gets MESSAGE on every connection bound to that uid. Binary messages route the
 //! same way and arrive as binary. Mistakes get a text reply starting with `error: ` and the
 //! connection stays usable.
+//!
+//! With an auth secret, the uid is not taken on trust: the client proves it with a signed URL
+//! (see [`crate::auth`]), the uid is bound during the handshake, and the login line is sent at
+//! once; the client cannot log in again by message.
 
+use crate::auth::{unix_now, verify_login};
 use crate::protocol::Message;
 use crate::uid::{validate_uid, BROADCAST_RECIPIENT};
-use crate::{ConnId, Context, Handler};
+use crate::{ConnId, Context, Handler, Rejection, Request};
 
 /// The reference protocol handler.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PushProtocol;
+#[derive(Debug, Default, Clone)]
+pub struct PushProtocol {
+    auth_secret: Option<Vec<u8>>,
+}
+
+impl PushProtocol {
+    /// The reference protocol: the first message is the uid, taken on trust.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The reference protocol with signed logins: every connection must carry a valid
+    /// `?uid=…&expires=…&sig=…` proof made with `secret`, or it is refused with 403.
+    pub fn with_auth_secret(secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            auth_secret: Some(secret.into()),
+        }
+    }
+}
 
 impl Handler for PushProtocol {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        request: &Request<'_>,
+    ) -> Result<(), Rejection> {
+        let Some(secret) = &self.auth_secret else {
+            return Ok(());
+        };
+        let uid = verify_login(secret, request.query().unwrap_or(""), unix_now())
+            .map_err(|error| Rejection::new(403, error.to_string()))?;
+        ctx.bind_uid(conn, &uid);
+        ctx.send(conn, format!("login success, your uid is {uid}").as_str());
+        Ok(())
+    }
+
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
         if ctx.uid_of(conn).is_none() {
             login(ctx, conn, message);
         } else {
-            route(ctx, conn, message);
+            route(ctx, conn, message, self.auth_secret.is_some());
         }
     }
 }
@@ -41,10 +79,18 @@ fn login(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
     }
 }
 
-fn route(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
+fn route(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>, signed_login: bool) {
     let bytes = message.as_bytes();
     let Some(colon) = bytes.iter().position(|&b| b == b':') else {
-        ctx.send(conn, "error: expected RECIPIENT:MESSAGE");
+        if signed_login {
+            ctx.send(
+                conn,
+                "error: logins are signed; this connection is already logged in, \
+                 send RECIPIENT:MESSAGE",
+            );
+        } else {
+            ctx.send(conn, "error: expected RECIPIENT:MESSAGE");
+        }
         return;
     };
     let Ok(recipient) = std::str::from_utf8(&bytes[..colon]) else {

@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::conn::{Conn, State, Tick, BLOCKED, DIRTY, IN_READY, OVERFLOW, READABLE, READ_PAUSED};
+use super::groups::Groups;
 use super::registry::Registry;
 use crate::handler::{CloseInfo, Initiator};
 use crate::outbox::Flushed;
@@ -27,6 +28,7 @@ use crate::{Config, ConnId, SendStatus, SlowConsumerPolicy, Stats};
 pub(crate) struct Core {
     pub(crate) conns: Slab<Conn>,
     pub(crate) registry: Registry,
+    pub(crate) groups: Groups,
     pub(crate) config: Config,
     pub(crate) stats: Stats,
     /// The connection limit in force.
@@ -53,6 +55,7 @@ impl Core {
         Self {
             conns: Slab::new(),
             registry: Registry::default(),
+            groups: Groups::default(),
             config,
             stats: Stats::default(),
             max_connections,
@@ -75,8 +78,7 @@ impl Core {
 
     /// Whether `duration` has passed since `since`.
     pub(crate) fn has_elapsed(&self, since: Tick, duration: Duration) -> bool {
-        let limit = duration.as_millis().min(u128::from(Tick::MAX / 2)) as Tick;
-        self.now.wrapping_sub(since) >= limit
+        self.now.wrapping_sub(since) >= duration_ticks(duration)
     }
 
     pub(crate) fn open_count(&self) -> usize {
@@ -192,6 +194,30 @@ impl Core {
         self.queue_to(conns, &frame)
     }
 
+    pub(crate) fn send_to_group(
+        &mut self,
+        group: &str,
+        message: Message<'_>,
+        exclude: &[&str],
+    ) -> usize {
+        let conns: Vec<ConnId> = self
+            .groups
+            .members(group)
+            .filter(|uid| !exclude.contains(uid))
+            .flat_map(|uid| self.registry.conns(uid).iter().copied())
+            .collect();
+        if conns.is_empty() {
+            return 0;
+        }
+        self.queue_to(conns, &encode_message(message))
+    }
+
+    /// Adds `uid` (online or not) to `group`; false if it was already a member.
+    pub(crate) fn join_group(&mut self, uid: &str, group: &str) -> bool {
+        let online = !self.registry.conns(uid).is_empty();
+        self.groups.join(uid, group, online, self.now)
+    }
+
     fn queue_to(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) -> usize {
         let mut queued = 0;
         for id in conns {
@@ -211,6 +237,7 @@ impl Core {
         };
         self.unbind_uid(id);
         let name = self.registry.bind(uid, id);
+        self.groups.came_online(uid);
         self.conns[key].uid = Some(name);
         true
     }
@@ -221,10 +248,19 @@ impl Core {
         };
         match self.conns[key].uid.take() {
             Some(uid) => {
-                self.registry.unbind(&uid, id);
+                self.detach(&uid, id);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Removes `id` from `uid` in the registry; if that was the uid's last connection, its
+    /// group memberships start their grace period.
+    fn detach(&mut self, uid: &str, id: ConnId) {
+        self.registry.unbind(uid, id);
+        if self.registry.conns(uid).is_empty() {
+            self.groups.went_offline(uid, self.now);
         }
     }
 
@@ -312,8 +348,8 @@ impl Core {
 
     fn leave_open(&mut self, key: usize, code: CloseCode, reason: &str, initiator: Initiator) {
         let id = self.id_of(key);
-        if let Some(uid) = &self.conns[key].uid {
-            self.registry.unbind(uid, id);
+        if let Some(uid) = self.conns[key].uid.clone() {
+            self.detach(&uid, id);
         }
         self.conns[key].enter(State::Closing, self.now);
         self.open -= 1;
@@ -437,6 +473,10 @@ impl Core {
             };
             due.push((key, action));
         }
+        let now = self.now;
+        let grace = duration_ticks(self.config.group_grace);
+        self.groups
+            .expire(|offline_since| now.wrapping_sub(offline_since) >= grace);
         for (key, action) in due {
             match action {
                 Timeout::Handshake => self.reject(key, 408, "handshake timed out"),
@@ -490,6 +530,11 @@ impl Core {
             }
         }
     }
+}
+
+/// A duration in ticks, capped where tick differences stay meaningful.
+fn duration_ticks(duration: Duration) -> Tick {
+    duration.as_millis().min(u128::from(Tick::MAX / 2)) as Tick
 }
 
 #[derive(Debug, Clone, Copy)]

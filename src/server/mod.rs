@@ -15,6 +15,7 @@
 
 mod conn;
 mod core;
+mod groups;
 mod limits;
 mod registry;
 
@@ -344,6 +345,11 @@ impl<H: Handler> Server<H> {
                 return;
             }
         };
+        if !is_origin_allowed(&self.core.config.allowed_origins, request.headers) {
+            debug!("{}: origin refused", self.core.id_of(key));
+            self.core.reject(key, 403, "origin not allowed");
+            return;
+        }
         let peer = self.core.conns[key]
             .stream
             .peer_addr()
@@ -492,6 +498,22 @@ fn sweep_interval(config: &Config) -> Duration {
     .min()
     .map_or(Duration::from_secs(1), |shortest| shortest / 4)
     .clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Whether the request's `Origin` (if any) is in `allowed` (empty: all are).
+fn is_origin_allowed(allowed: &[String], headers: &[httparse::Header<'_>]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+    else {
+        return true;
+    };
+    allowed
+        .iter()
+        .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.value.trim_ascii()))
 }
 
 fn is_resource_exhausted(error: &io::Error) -> bool {

@@ -49,7 +49,7 @@ impl TestServer {
 
     /// The reference push protocol with `config`.
     pub fn push(config: Config) -> Self {
-        Self::start(config, || wspush::PushProtocol)
+        Self::start(config, wspush::PushProtocol::new)
     }
 
     /// The echo handler with `config`.
