@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use wspush::{Config, SlowConsumerPolicy};
+use wspush::{ApiConfig, Config, SlowConsumerPolicy};
 
 /// wspush: a WebSocket push server.
 ///
@@ -85,6 +85,32 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Address of the HTTP push API, or `off`. A non-loopback address requires --api-key.
+    #[arg(long, env = "WSPUSH_API_LISTEN", default_value = "127.0.0.1:5678", value_parser = parse_api_listen)]
+    pub api_listen: ApiListen,
+
+    /// Key the push API requires as `Authorization: Bearer <key>` [default: none, loopback only].
+    /// Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "WSPUSH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Largest push API request body (larger: HTTP 413).
+    #[arg(long, env = "WSPUSH_API_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub api_max_body: usize,
+
+    /// Largest push API request head (larger: HTTP 431).
+    #[arg(long, env = "WSPUSH_API_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]
+    pub api_max_header_size: usize,
+
+    /// A push API connection idle, or stalled inside a request (then HTTP 408), this long is
+    /// closed.
+    #[arg(long, env = "WSPUSH_API_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub api_timeout: Duration,
+
+    /// Most push API connections at once.
+    #[arg(long, env = "WSPUSH_API_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub api_max_connections: usize,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -134,7 +160,29 @@ impl Cli {
             group_grace: self.group_grace,
             shutdown_timeout: self.shutdown_timeout,
             read_buffer_size: self.read_buffer_size,
+            api: self.api_listen.0.map(|listen| ApiConfig {
+                listen,
+                key: self.api_key.clone(),
+                max_body: self.api_max_body,
+                max_header_size: self.api_max_header_size,
+                timeout: self.api_timeout,
+                max_connections: self.api_max_connections,
+            }),
         }
+    }
+}
+
+/// The push API's address, or none when it is switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiListen(pub Option<SocketAddr>);
+
+fn parse_api_listen(text: &str) -> Result<ApiListen, String> {
+    match text.trim() {
+        "off" => Ok(ApiListen(None)),
+        addr => addr
+            .parse()
+            .map(|addr| ApiListen(Some(addr)))
+            .map_err(|e| format!("'{text}': {e} (an address like 127.0.0.1:5678, or off)")),
     }
 }
 
@@ -186,10 +234,24 @@ mod tests {
 
     #[test]
     fn defaults_match_the_library_defaults() {
-        let cli = Cli::try_parse_from(["wspush"]).unwrap();
-        let from_cli = format!("{:?}", cli.config());
+        let config = Cli::try_parse_from(["wspush"]).unwrap().config();
+        // The binary enables the push API, with the library's API defaults.
+        assert_eq!(config.api, Some(ApiConfig::default()));
+        let from_cli = format!(
+            "{:?}",
+            Config {
+                api: None,
+                ..config
+            }
+        );
         let library = format!("{:?}", Config::default());
         assert_eq!(from_cli, library);
+    }
+
+    #[test]
+    fn api_can_be_switched_off() {
+        let cli = Cli::try_parse_from(["wspush", "--api-listen", "off"]).unwrap();
+        assert_eq!(cli.config().api, None);
     }
 
     #[test]

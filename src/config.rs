@@ -59,6 +59,42 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
     pub read_buffer_size: usize,
+    /// The HTTP push API; `None` disables it. Default `None` for the library; the binary
+    /// enables it on `127.0.0.1:5678`.
+    pub api: Option<ApiConfig>,
+}
+
+/// The HTTP push API's listener and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Address to listen on; a non-loopback address requires `key`. Default `127.0.0.1:5678`.
+    pub listen: SocketAddr,
+    /// When set, every request must carry `Authorization: Bearer <key>`, or it gets 401.
+    /// Default `None`.
+    pub key: Option<String>,
+    /// Largest request body; larger ones get 413. Default 1 MiB.
+    pub max_body: usize,
+    /// Largest request line plus headers; larger ones get 431. Default 8 KiB.
+    pub max_header_size: usize,
+    /// An API connection idle, or stalled inside a request (then 408), this long is closed.
+    /// Default 30 s.
+    pub timeout: Duration,
+    /// Most API connections at once; beyond it new ones wait in the kernel's backlog.
+    /// Default 1024.
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5678)),
+            key: None,
+            max_body: 1 << 20,
+            max_header_size: 8 << 10,
+            timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// File descriptors kept free below the open-files limit when `max_connections` is derived
@@ -84,6 +120,7 @@ impl Default for Config {
             group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
+            api: None,
         }
     }
 }

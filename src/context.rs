@@ -172,6 +172,11 @@ impl<'a> Context<'a> {
         self.core.registry.uid_count()
     }
 
+    /// The server's current state: connections by state, uids online, groups, uptime.
+    pub fn gauges(&self) -> crate::Gauges {
+        self.core.gauges()
+    }
+
     /// Traffic counters since start.
     pub fn stats(&self) -> &Stats {
         &self.core.stats

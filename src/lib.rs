@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 mod config;
 mod context;
@@ -22,7 +23,7 @@ mod server;
 mod stats;
 mod uid;
 
-pub use config::{Config, SlowConsumerPolicy, FD_RESERVE};
+pub use config::{ApiConfig, Config, SlowConsumerPolicy, FD_RESERVE};
 pub use context::{ConnId, Context, SendStatus};
 pub use echo::Echo;
 pub use handler::{CloseInfo, Handler, Initiator, Rejection, Request};
@@ -30,7 +31,7 @@ pub use outbox::{Flushed, Outbox};
 pub use protocol::{CloseCode, Message};
 pub use push::PushProtocol;
 pub use server::{Server, ServerHandle};
-pub use stats::Stats;
+pub use stats::{Gauges, Stats};
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
 
 /// The README's code examples, compiled and run as doc tests.

@@ -42,6 +42,10 @@ fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), Strin
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     info!("{}", startup_line(&server, mode));
+    match server.api_addr() {
+        Some(addr) => info!("push API listening on http://{addr}"),
+        None => info!("push API off"),
+    }
     server.run().map_err(|e| format!("server failed: {e}"))
 }
 

@@ -1,7 +1,9 @@
-//! Counters the reactor keeps about its own traffic: cheap to update on the hot path, read by
-//! handlers (and later the stats endpoints) through `Context::stats`.
+//! Counters the reactor keeps about its own traffic, cheap to update on the hot path, and gauges
+//! of its current state, computed on demand. Handlers read them through `Context`; the push API
+//! serves them at `/stats` and `/metrics`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Running totals since the server started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,4 +26,25 @@ pub struct Stats {
     pub dropped_messages: u64,
     /// Closed open connections, by close code (1006 when the peer vanished).
     pub closes: BTreeMap<u16, u64>,
+    /// Push API requests answered, by HTTP status.
+    pub api_requests: BTreeMap<u16, u64>,
+}
+
+/// The server's state at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Connections open (handshake done, not closing).
+    pub open: usize,
+    /// Open connections bound to a uid.
+    pub bound: usize,
+    /// Connections still in their opening handshake.
+    pub handshaking: usize,
+    /// Connections in their closing handshake.
+    pub closing: usize,
+    /// Uids with at least one connection.
+    pub uids_online: usize,
+    /// Groups with at least one member.
+    pub groups: usize,
+    /// Time since the server started.
+    pub uptime: Duration,
 }

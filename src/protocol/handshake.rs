@@ -167,18 +167,23 @@ pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
 /// The standard reason phrase for the statuses this server sends.
 pub fn status_text(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
         101 => "Switching Protocols",
+        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     }

@@ -22,6 +22,7 @@ use crate::outbox::Flushed;
 use crate::protocol::close::{encode_close_payload, CloseFrame};
 use crate::protocol::handshake::error_response;
 use crate::protocol::{encode_frame, encode_message, CloseCode, Message, OpCode, ProtocolError};
+use crate::stats::Gauges;
 use crate::{Config, ConnId, SendStatus, SlowConsumerPolicy, Stats};
 
 /// The reactor's state.
@@ -48,6 +49,8 @@ pub(crate) struct Core {
     pub(crate) closed: Vec<(ConnId, CloseInfo)>,
     /// Connections to drop at the end of the iteration.
     pub(crate) dead: Vec<usize>,
+    /// A graceful shutdown is under way.
+    pub(crate) shutting_down: bool,
 }
 
 impl Core {
@@ -68,7 +71,28 @@ impl Core {
             dirty: Vec::new(),
             closed: Vec::new(),
             dead: Vec::new(),
+            shutting_down: false,
         }
+    }
+
+    /// The current gauges; one pass over the connections.
+    pub(crate) fn gauges(&self) -> Gauges {
+        let mut gauges = Gauges {
+            open: self.open,
+            uids_online: self.registry.uid_count(),
+            groups: self.groups.count(),
+            uptime: self.start.elapsed(),
+            ..Gauges::default()
+        };
+        for (_, conn) in &self.conns {
+            match conn.state {
+                State::Handshake => gauges.handshaking += 1,
+                State::Open if conn.uid.is_some() => gauges.bound += 1,
+                State::Closing | State::Draining => gauges.closing += 1,
+                _ => {}
+            }
+        }
+        gauges
     }
 
     /// Advances the clock; called once per loop iteration.
@@ -490,6 +514,7 @@ impl Core {
 
     /// Starts a graceful shutdown: close 1001 to every open connection, drop the others.
     pub(crate) fn close_all(&mut self) {
+        self.shutting_down = true;
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             match self.conns[key].state {

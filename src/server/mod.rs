@@ -31,8 +31,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
+pub(crate) use self::conn::Tick;
 use self::conn::{State, IN_READY, READABLE};
 pub(crate) use self::core::Core;
+pub(crate) use self::limits::bind_listener;
+use crate::api::{Api, API_TOKEN_BASE};
 use crate::handler::Request;
 use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
 use crate::protocol::Event;
@@ -41,6 +44,7 @@ use crate::{Config, Context, Handler};
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+const API_LISTENER: Token = Token(usize::MAX - 4);
 
 /// Reads of the shared buffer one connection gets per loop iteration before others have a turn.
 const READS_PER_TURN: usize = 4;
@@ -61,6 +65,7 @@ pub struct Server<H> {
     accept_paused: bool,
     core: Core,
     handler: H,
+    api: Option<Api>,
     scratch: Vec<u8>,
     control: Arc<Control>,
     waker: Arc<Waker>,
@@ -107,6 +112,10 @@ impl<H: Handler> Server<H> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let api = match &config.api {
+            Some(api) => Some(Api::bind(api.clone(), poll.registry(), API_LISTENER)?),
+            None => None,
+        };
         let scratch = vec![0; config.read_buffer_size.max(4096)];
         Ok(Self {
             local_addr: listener.local_addr()?,
@@ -115,6 +124,7 @@ impl<H: Handler> Server<H> {
             accept_paused: false,
             core: Core::new(config, max_connections),
             handler,
+            api,
             scratch,
             control: Arc::default(),
             waker,
@@ -126,6 +136,11 @@ impl<H: Handler> Server<H> {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the push API listens on, if it is enabled.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|api| api.local_addr().ok())
     }
 
     /// The connection limit in force.
@@ -175,12 +190,17 @@ impl<H: Handler> Server<H> {
                     LISTENER => self.accept(),
                     WAKER => self.check_control(),
                     SIGNALS => self.on_signal(),
+                    API_LISTENER => self.on_api_listener(),
+                    Token(key) if key >= API_TOKEN_BASE => self.on_api_event(key, event),
                     Token(key) => self.on_conn_event(key, event),
                 }
             }
             self.read_ready();
             if Instant::now() >= next_sweep {
                 self.core.sweep();
+                if let Some(api) = &mut self.api {
+                    api.sweep(&mut self.core, self.poll.registry());
+                }
                 next_sweep = Instant::now() + sweep_every;
                 if self.accept_paused {
                     self.accept();
@@ -247,6 +267,25 @@ impl<H: Handler> Server<H> {
             return;
         }
         self.core.insert(stream, over_limit);
+    }
+
+    fn on_api_listener(&mut self) {
+        if let Some(api) = &mut self.api {
+            api.accept(self.poll.registry(), self.core.now);
+        }
+    }
+
+    fn on_api_event(&mut self, token: usize, event: &mio::event::Event) {
+        if let Some(api) = &mut self.api {
+            let registry = self.poll.registry();
+            api.on_event(
+                token - API_TOKEN_BASE,
+                event,
+                &mut self.core,
+                &mut self.scratch,
+                registry,
+            );
+        }
     }
 
     fn on_conn_event(&mut self, key: usize, event: &mio::event::Event) {

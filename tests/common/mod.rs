@@ -21,6 +21,8 @@ pub const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 /// A server running in this process on its own thread, stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The push API's address, when `config.api` was set.
+    pub api: Option<SocketAddr>,
     handle: ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -33,15 +35,20 @@ impl TestServer {
         F: FnOnce() -> H + Send + 'static,
     {
         config.listen = "127.0.0.1:0".parse().unwrap();
+        if let Some(api) = &mut config.api {
+            api.listen = "127.0.0.1:0".parse().unwrap();
+        }
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let server = Server::bind(config, make_handler())?;
-            tx.send((server.local_addr(), server.handle())).unwrap();
+            tx.send((server.local_addr(), server.api_addr(), server.handle()))
+                .unwrap();
             server.run()
         });
-        let (addr, handle) = rx.recv_timeout(WAIT).expect("server did not start");
+        let (addr, api, handle) = rx.recv_timeout(WAIT).expect("server did not start");
         Self {
             addr,
+            api,
             handle,
             thread: Some(thread),
         }
@@ -90,6 +97,8 @@ impl Drop for TestServer {
 /// The real `wspush` binary, started with `args` on a free loopback port; killed on drop.
 pub struct BinaryServer {
     pub addr: SocketAddr,
+    /// The push API's address, unless started with `--api-listen off`.
+    pub api: Option<SocketAddr>,
     pub child: Child,
     /// Lines the server logged after its start-up line.
     pub log: mpsc::Receiver<String>,
@@ -111,6 +120,9 @@ impl BinaryServer {
             }
             None => Command::new(binary),
         };
+        if !args.contains(&"--api-listen") {
+            command.args(["--api-listen", "127.0.0.1:0"]);
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -129,16 +141,28 @@ impl BinaryServer {
             }
         });
         let deadline = Instant::now() + WAIT;
+        let next_line = || {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("no start-up line from wspush")
+        };
         let addr = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("no start-up line from wspush");
+            let line = next_line();
             if let Some(rest) = line.split(" listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
+        let api = loop {
+            let line = next_line();
+            if let Some(rest) = line.split("push API listening on http://").nth(1) {
+                break Some(rest.trim().parse().unwrap());
+            }
+            if line.contains("push API off") {
+                break None;
+            }
+        };
         Self {
             addr,
+            api,
             child,
             log: rx,
         }

@@ -1,0 +1,164 @@
+//! `/stats` and `/metrics`: the same counters and gauges as JSON and in the Prometheus text
+//! exposition format (version 0.0.4).
+
+use std::fmt::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::{Gauges, Stats};
+
+/// The `/stats` document.
+pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
+    let by_key = |counts: &std::collections::BTreeMap<u16, u64>| {
+        counts
+            .iter()
+            .map(|(key, count)| (key.to_string(), json!(count)))
+            .collect::<Map<String, Value>>()
+    };
+    json!({
+        "uptime_seconds": gauges.uptime.as_secs_f64(),
+        "connections": {
+            "open": gauges.open,
+            "bound": gauges.bound,
+            "handshaking": gauges.handshaking,
+            "closing": gauges.closing,
+            "accepted_total": stats.accepted,
+        },
+        "uids_online": gauges.uids_online,
+        "groups": gauges.groups,
+        "messages": {
+            "in": stats.messages_in,
+            "out": stats.messages_out,
+            "dropped": stats.dropped_messages,
+        },
+        "bytes": { "in": stats.bytes_in, "out": stats.bytes_out },
+        "closes_by_code": by_key(&stats.closes),
+        "handshake_failures_by_status": by_key(&stats.handshake_failures),
+        "api_requests_by_status": by_key(&stats.api_requests),
+    })
+}
+
+/// The `/metrics` page.
+pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP wspush_{name} {help}");
+        let _ = writeln!(out, "# TYPE wspush_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "wspush_{name}{labels} {value}");
+        }
+    };
+    let one = |value: f64| [(String::new(), value)];
+    let labelled = |label: &str, counts: &std::collections::BTreeMap<u16, u64>| {
+        counts
+            .iter()
+            .map(|(key, count)| (format!("{{{label}=\"{key}\"}}"), *count as f64))
+            .collect::<Vec<_>>()
+    };
+    let states = [
+        ("open", gauges.open),
+        ("handshaking", gauges.handshaking),
+        ("closing", gauges.closing),
+    ]
+    .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n as f64));
+    metric("connections", "gauge", "Connections by state.", &states);
+    metric(
+        "bound_connections",
+        "gauge",
+        "Open connections bound to a uid.",
+        &one(gauges.bound as f64),
+    );
+    metric(
+        "uids_online",
+        "gauge",
+        "Uids with at least one connection.",
+        &one(gauges.uids_online as f64),
+    );
+    metric(
+        "groups",
+        "gauge",
+        "Groups with at least one member.",
+        &one(gauges.groups as f64),
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        &one(gauges.uptime.as_secs_f64()),
+    );
+    metric(
+        "connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        &one(stats.accepted as f64),
+    );
+    metric(
+        "messages_received_total",
+        "counter",
+        "Data messages received from clients.",
+        &one(stats.messages_in as f64),
+    );
+    metric(
+        "messages_sent_total",
+        "counter",
+        "Data messages queued to connections.",
+        &one(stats.messages_out as f64),
+    );
+    metric(
+        "messages_dropped_total",
+        "counter",
+        "Messages dropped for slow consumers.",
+        &one(stats.dropped_messages as f64),
+    );
+    metric(
+        "bytes_received_total",
+        "counter",
+        "Bytes read from WebSocket connections.",
+        &one(stats.bytes_in as f64),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes written to WebSocket connections.",
+        &one(stats.bytes_out as f64),
+    );
+    metric(
+        "closes_total",
+        "counter",
+        "Closed connections by close code.",
+        &labelled("code", &stats.closes),
+    );
+    metric(
+        "handshake_failures_total",
+        "counter",
+        "Refused handshakes by HTTP status.",
+        &labelled("status", &stats.handshake_failures),
+    );
+    metric(
+        "api_requests_total",
+        "counter",
+        "Push API requests by HTTP status.",
+        &labelled("status", &stats.api_requests),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_type_and_labels() {
+        let mut stats = Stats::default();
+        stats.closes.insert(1000, 3);
+        let gauges = Gauges {
+            open: 2,
+            ..Gauges::default()
+        };
+        let text = prometheus(&stats, &gauges);
+        assert!(text.contains("# TYPE wspush_connections gauge\n"));
+        assert!(text.contains("wspush_connections{state=\"open\"} 2\n"));
+        assert!(text.contains("wspush_closes_total{code=\"1000\"} 3\n"));
+        assert_eq!(stats_json(&stats, &gauges)["closes_by_code"]["1000"], 3);
+    }
+}

@@ -1,0 +1,341 @@
+//! The push API's endpoints. Every delivery goes through the same core operations as the
+//! WebSocket protocol (encode once, shared by recipients, same backpressure rules); this module
+//! only maps requests onto them and answers in JSON.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::http::Request;
+use super::report;
+use crate::protocol::{CloseCode, Message};
+use crate::server::Core;
+use crate::uid::validate_uid;
+
+/// An answer, before HTTP encoding.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
+    /// Extra headers, such as `Allow` or `WWW-Authenticate`.
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    fn ok(value: Value) -> Self {
+        Self::json(200, &value)
+    }
+
+    pub(crate) fn error(status: u16, message: impl std::fmt::Display) -> Self {
+        Self::json(status, &json!({ "error": message.to_string() }))
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// The endpoints, with their decoded path parameters.
+enum Endpoint<'p> {
+    Send(&'p str),
+    Broadcast,
+    GroupSend(&'p str),
+    Member(&'p str, &'p str),
+    Group(&'p str),
+    Batch,
+    Uid(&'p str),
+    Kick(&'p str),
+    Stats,
+    Metrics,
+    Health,
+}
+
+/// Answers one request. `api_key`, when set, must come as `Authorization: Bearer <key>`.
+pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) -> Reply {
+    if let Some(key) = api_key {
+        if !is_authorized(request, key) {
+            return Reply::error(
+                401,
+                "missing or wrong API key (Authorization: Bearer <key>)",
+            )
+            .with_header("WWW-Authenticate", "Bearer".to_owned());
+        }
+    }
+    let segments = match decode_path(request.path()) {
+        Ok(segments) => segments,
+        Err(reply) => return reply,
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (allowed, endpoint): (&[&str], _) = match segments.as_slice() {
+        ["send", uid] => (&["POST"], Endpoint::Send(uid)),
+        ["broadcast"] => (&["POST"], Endpoint::Broadcast),
+        ["groups", group, "send"] => (&["POST"], Endpoint::GroupSend(group)),
+        ["groups", group, "members", uid] => (&["PUT", "DELETE"], Endpoint::Member(group, uid)),
+        ["groups", group] => (&["GET", "DELETE"], Endpoint::Group(group)),
+        ["batch"] => (&["POST"], Endpoint::Batch),
+        ["uids", uid] => (&["GET"], Endpoint::Uid(uid)),
+        ["uids", uid, "close"] => (&["POST"], Endpoint::Kick(uid)),
+        ["stats"] => (&["GET"], Endpoint::Stats),
+        ["metrics"] => (&["GET"], Endpoint::Metrics),
+        ["health"] => (&["GET"], Endpoint::Health),
+        _ => return Reply::error(404, format!("no route for {}", request.path())),
+    };
+    if !allowed.contains(&request.method.as_str()) {
+        return Reply::error(405, format!("{} is not allowed here", request.method))
+            .with_header("Allow", allowed.join(", "));
+    }
+    let method = request.method.as_str();
+    let result = match endpoint {
+        Endpoint::Send(uid) => send(core, uid, request),
+        Endpoint::Broadcast => body_message(request)
+            .map(|message| Reply::ok(json!({ "connections": core.broadcast(message) }))),
+        Endpoint::GroupSend(group) => group_send(core, group, request),
+        Endpoint::Member(group, uid) => member(core, group, uid, method == "PUT"),
+        Endpoint::Group(group) if method == "GET" => group_info(core, group),
+        Endpoint::Group(group) => {
+            check_group(group).map(|()| Reply::ok(json!({ "removed": core.groups.ungroup(group) })))
+        }
+        Endpoint::Batch => batch(core, request),
+        Endpoint::Uid(uid) => uid_info(core, uid),
+        Endpoint::Kick(uid) => kick(core, uid, request),
+        Endpoint::Stats => Ok(Reply::ok(report::stats_json(&core.stats, &core.gauges()))),
+        Endpoint::Metrics => Ok(Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: report::prometheus(&core.stats, &core.gauges()).into_bytes(),
+            headers: Vec::new(),
+        }),
+        Endpoint::Health if core.shutting_down => {
+            Ok(Reply::json(503, &json!({ "status": "shutting down" })))
+        }
+        Endpoint::Health => Ok(Reply::ok(json!({ "status": "ok" }))),
+    };
+    result.unwrap_or_else(|reply| reply)
+}
+
+fn is_authorized(request: &Request, key: &str) -> bool {
+    let Some(value) = request.header("authorization") else {
+        return false;
+    };
+    let Some((scheme, token)) = value.trim_ascii().split_at_checked(7) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(b"bearer ") && bool::from(token.ct_eq(key.as_bytes()))
+}
+
+/// Splits the path into percent-decoded segments.
+fn decode_path(path: &str) -> Result<Vec<String>, Reply> {
+    path.strip_prefix('/')
+        .unwrap_or(path)
+        .split('/')
+        .map(|segment| {
+            percent_decode_str(segment)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| Reply::error(400, "path is not UTF-8 after percent-decoding"))
+        })
+        .collect()
+}
+
+fn check_uid(uid: &str) -> Result<(), Reply> {
+    validate_uid(uid).map_err(|reason| Reply::error(400, format!("invalid uid: {reason}")))
+}
+
+fn check_group(group: &str) -> Result<(), Reply> {
+    validate_uid(group).map_err(|reason| {
+        let reason = reason.to_string().replacen("uid", "group name", 1);
+        Reply::error(400, format!("invalid group: {reason}"))
+    })
+}
+
+/// The message a body carries: binary for `application/octet-stream`; otherwise text, which
+/// must be UTF-8 (without a `Content-Type`, non-UTF-8 bodies are sent as binary).
+fn body_message(request: &Request) -> Result<Message<'_>, Reply> {
+    let content_type = request.header("content-type").map(|value| {
+        let essence = value.split(|&b| b == b';').next().unwrap_or_default();
+        essence.trim_ascii().to_ascii_lowercase()
+    });
+    let body = request.body.as_slice();
+    match (content_type.as_deref(), std::str::from_utf8(body)) {
+        (Some(b"application/octet-stream"), _) => Ok(Message::Binary(body)),
+        (_, Ok(text)) => Ok(Message::Text(text)),
+        (None, Err(_)) => Ok(Message::Binary(body)),
+        (Some(_), Err(_)) => Err(Reply::error(
+            400,
+            "body is not valid UTF-8; send binary as application/octet-stream",
+        )),
+    }
+}
+
+fn send(core: &mut Core, uid: &str, request: &Request) -> Result<Reply, Reply> {
+    check_uid(uid)?;
+    let message = body_message(request)?;
+    Ok(Reply::ok(
+        json!({ "connections": core.send_to_uid(uid, message) }),
+    ))
+}
+
+fn group_send(core: &mut Core, group: &str, request: &Request) -> Result<Reply, Reply> {
+    check_group(group)?;
+    let excluded: Vec<String> = form_urlencoded::parse(request.query().unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "exclude")
+        .flat_map(|(_, value)| {
+            value
+                .split(',')
+                .filter(|uid| !uid.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let excluded: Vec<&str> = excluded.iter().map(String::as_str).collect();
+    let message = body_message(request)?;
+    let connections = core.send_to_group(group, message, &excluded);
+    Ok(Reply::ok(json!({ "connections": connections })))
+}
+
+fn member(core: &mut Core, group: &str, uid: &str, add: bool) -> Result<Reply, Reply> {
+    check_group(group)?;
+    check_uid(uid)?;
+    Ok(if add {
+        Reply::ok(json!({ "added": core.join_group(uid, group) }))
+    } else {
+        Reply::ok(json!({ "removed": core.groups.leave(uid, group) }))
+    })
+}
+
+fn group_info(core: &Core, group: &str) -> Result<Reply, Reply> {
+    check_group(group)?;
+    let mut members: Vec<&str> = core.groups.members(group).collect();
+    members.sort_unstable();
+    let online = members
+        .iter()
+        .filter(|uid| !core.registry.conns(uid).is_empty())
+        .count();
+    Ok(Reply::ok(
+        json!({ "group": group, "members": members, "online": online }),
+    ))
+}
+
+fn uid_info(core: &Core, uid: &str) -> Result<Reply, Reply> {
+    check_uid(uid)?;
+    let connections = core.registry.conns(uid).len();
+    let groups: Vec<&str> = core.groups.groups_of(uid).iter().map(|g| &**g).collect();
+    Ok(Reply::ok(json!({
+        "uid": uid,
+        "online": connections > 0,
+        "connections": connections,
+        "groups": groups,
+    })))
+}
+
+/// The optional body of a kick.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickBody {
+    #[serde(default = "normal_close")]
+    code: u16,
+    #[serde(default)]
+    reason: String,
+}
+
+fn normal_close() -> u16 {
+    CloseCode::NORMAL.0
+}
+
+fn kick(core: &mut Core, uid: &str, request: &Request) -> Result<Reply, Reply> {
+    check_uid(uid)?;
+    let body: KickBody = if request.body.trim_ascii().is_empty() {
+        KickBody {
+            code: normal_close(),
+            reason: String::new(),
+        }
+    } else {
+        parse_json(&request.body)?
+    };
+    let code = CloseCode(body.code);
+    if !code.is_sendable() {
+        return Err(Reply::error(
+            400,
+            format!("close code {} may not be sent", body.code),
+        ));
+    }
+    let conns = core.registry.conns(uid).to_vec();
+    for id in &conns {
+        if let Some(key) = core.key_of(*id) {
+            core.close(key, code, &body.reason);
+        }
+    }
+    Ok(Reply::ok(json!({ "connections": conns.len() })))
+}
+
+/// One item of a `/batch` request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    uid: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    all: bool,
+    data: String,
+    /// `data` is base64 and goes out as a binary message.
+    #[serde(default)]
+    binary: bool,
+    /// Uids left out of a group send.
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+fn batch(core: &mut Core, request: &Request) -> Result<Reply, Reply> {
+    let items: Vec<BatchItem> = parse_json(&request.body)?;
+    let results: Vec<Value> = items
+        .iter()
+        .map(|item| match batch_item(core, item) {
+            Ok(connections) => json!({ "connections": connections }),
+            Err(message) => json!({ "error": message }),
+        })
+        .collect();
+    Ok(Reply::ok(json!({ "results": results })))
+}
+
+fn batch_item(core: &mut Core, item: &BatchItem) -> Result<usize, String> {
+    let decoded;
+    let message = if item.binary {
+        decoded = BASE64
+            .decode(&item.data)
+            .map_err(|e| format!("data is not base64: {e}"))?;
+        Message::Binary(&decoded)
+    } else {
+        Message::Text(&item.data)
+    };
+    match (&item.uid, &item.group, item.all) {
+        (Some(uid), None, false) => {
+            validate_uid(uid).map_err(|reason| format!("invalid uid: {reason}"))?;
+            Ok(core.send_to_uid(uid, message))
+        }
+        (None, Some(group), false) => {
+            validate_uid(group).map_err(|_| format!("invalid group: {group:?}"))?;
+            let excluded: Vec<&str> = item.exclude.iter().map(String::as_str).collect();
+            Ok(core.send_to_group(group, message, &excluded))
+        }
+        (None, None, true) => Ok(core.broadcast(message)),
+        _ => Err("each item needs exactly one of \"uid\", \"group\" or \"all\": true".to_owned()),
+    }
+}
+
+fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("malformed JSON: {e}")))
+}
