@@ -1,8 +1,11 @@
 //! Opens N idle connections to a push-protocol server, logs each in, and reports how much the
 //! server's resident memory grew per connection.
 //!
-//! usage: idle_clients ADDR CONNS SERVER_PID
+//! usage: idle_clients ADDR CONNS SERVER_PID [HOLD_SECONDS]
 //! e.g.   cargo run --release --example idle_clients -- 127.0.0.1:1234 10000 "$(pgrep -n wspush)"
+//!
+//! Uids are `u0` … `u<CONNS-1>`. With HOLD_SECONDS, the connections stay open that long after
+//! the report (as receivers for a push load test).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,9 +20,13 @@ const BATCH: usize = 500;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, conns, pid] = args.as_slice() else {
-        eprintln!("usage: idle_clients ADDR CONNS SERVER_PID");
-        std::process::exit(2);
+    let (addr, conns, pid, hold) = match args.as_slice() {
+        [_, addr, conns, pid] => (addr, conns, pid, 0),
+        [_, addr, conns, pid, hold] => (addr, conns, pid, hold.parse().expect("HOLD_SECONDS")),
+        _ => {
+            eprintln!("usage: idle_clients ADDR CONNS SERVER_PID [HOLD_SECONDS]");
+            std::process::exit(2);
+        }
     };
     let conns: usize = conns.parse().expect("CONNS is a number");
     let before = rss(pid);
@@ -54,6 +61,8 @@ fn main() {
         elapsed.as_secs_f64(),
         growth as f64 / conns as f64
     );
+    std::thread::sleep(Duration::from_secs(hold));
+    drop(held);
 }
 
 fn masked_text(payload: &[u8]) -> Vec<u8> {
