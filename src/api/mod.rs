@@ -41,6 +41,8 @@ pub(crate) struct Api {
     config: ApiConfig,
     limits: Limits,
     accept_paused: bool,
+    /// Connections whose read budget ran out with input possibly left.
+    ready: Vec<usize>,
 }
 
 struct ApiConn {
@@ -57,6 +59,7 @@ struct ApiConn {
     draining: bool,
     readable: bool,
     blocked: bool,
+    in_ready: bool,
 }
 
 impl Api {
@@ -83,6 +86,7 @@ impl Api {
             },
             config,
             accept_paused: false,
+            ready: Vec::new(),
         })
     }
 
@@ -144,36 +148,68 @@ impl Api {
         self.drive(key, core, scratch, registry);
     }
 
-    /// Reads, answers and writes for one connection as far as it can go now.
+    /// Writes, answers and reads for one connection until it must wait: for writability
+    /// (output over the high-water mark), for input, or for its next turn (read budget spent;
+    /// it is then put on the ready list).
     fn drive(&mut self, key: usize, core: &mut Core, scratch: &mut [u8], registry: &Registry) {
         let api_key = self.config.key.as_deref();
         let limits = self.limits;
         let conn = &mut self.conns[key];
-        let mut alive = conn.flush(core.now);
-        for _ in 0..READS_PER_TURN {
-            if !alive || !conn.readable || conn.pending() > OUTPUT_HIGH_WATER {
-                break;
+        let mut reads = 0;
+        let alive = loop {
+            if !conn.flush(core.now) {
+                break false;
             }
+            if conn.pending() > OUTPUT_HIGH_WATER {
+                break true;
+            }
+            if conn.answer(core, api_key, &limits) {
+                continue;
+            }
+            if !conn.readable {
+                break true;
+            }
+            if reads == READS_PER_TURN {
+                if !conn.in_ready {
+                    conn.in_ready = true;
+                    self.ready.push(key);
+                }
+                break true;
+            }
+            reads += 1;
             match conn.stream.read(scratch) {
-                Ok(0) => alive = false,
+                Ok(0) => break false,
                 Ok(n) => {
                     conn.since = core.now;
                     if !conn.draining && !conn.closing {
                         conn.input.extend_from_slice(&scratch[..n]);
-                        conn.answer(core, api_key, &limits);
                     }
-                    alive = conn.flush(core.now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!("API connection read failed: {e}");
-                    alive = false;
+                    break false;
                 }
             }
-        }
+        };
         if !alive {
-            self.remove(key, registry);
+            self.remove(key, registry, core.now);
+        }
+    }
+
+    /// Whether some connection still has input to process in a later turn.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Gives every connection on the ready list its next turn.
+    pub(crate) fn run_ready(&mut self, core: &mut Core, scratch: &mut [u8], registry: &Registry) {
+        for key in std::mem::take(&mut self.ready) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.in_ready = false;
+                self.drive(key, core, scratch, registry);
+            }
         }
     }
 
@@ -196,19 +232,19 @@ impl Api {
             }
         }
         for key in expired {
-            self.remove(key, registry);
+            self.remove(key, registry, core.now);
         }
         if self.accept_paused {
             self.accept(registry, core.now);
         }
     }
 
-    fn remove(&mut self, key: usize, registry: &Registry) {
+    fn remove(&mut self, key: usize, registry: &Registry, now: Tick) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = registry.deregister(&mut conn.stream);
         }
         if self.accept_paused {
-            self.accept(registry, 0);
+            self.accept(registry, now);
         }
     }
 }
@@ -226,6 +262,7 @@ impl ApiConn {
             draining: false,
             readable: false,
             blocked: false,
+            in_ready: false,
         }
     }
 
@@ -233,8 +270,10 @@ impl ApiConn {
         self.output.len() - self.written
     }
 
-    /// Answers every complete request in the input, in order.
-    fn answer(&mut self, core: &mut Core, api_key: Option<&str>, limits: &Limits) {
+    /// Answers complete requests in the input, in order, until the output reaches the
+    /// high-water mark; returns whether it answered any.
+    fn answer(&mut self, core: &mut Core, api_key: Option<&str>, limits: &Limits) -> bool {
+        let mut answered = false;
         while !self.closing && self.pending() <= OUTPUT_HIGH_WATER {
             match parse_request(&self.input, limits) {
                 Ok(Parsed::Complete(request, used)) => {
@@ -248,14 +287,16 @@ impl ApiConn {
                         self.output.extend_from_slice(CONTINUE);
                         self.continue_sent = true;
                     }
-                    return;
+                    return answered;
                 }
                 Err(error) => {
                     debug!("API request refused: {} {}", error.status, error.message);
                     self.respond(core, Reply::error(error.status, error.message), false);
                 }
             }
+            answered = true;
         }
+        answered
     }
 
     fn respond(&mut self, core: &mut Core, reply: Reply, keep_alive: bool) {

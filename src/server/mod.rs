@@ -196,6 +196,9 @@ impl<H: Handler> Server<H> {
                 }
             }
             self.read_ready();
+            if let Some(api) = &mut self.api {
+                api.run_ready(&mut self.core, &mut self.scratch, self.poll.registry());
+            }
             if Instant::now() >= next_sweep {
                 self.core.sweep();
                 if let Some(api) = &mut self.api {
@@ -218,7 +221,8 @@ impl<H: Handler> Server<H> {
     }
 
     fn poll_timeout(&self, next_sweep: Instant) -> Duration {
-        if !self.core.ready.is_empty() || !self.core.dirty.is_empty() {
+        let api_ready = self.api.as_ref().is_some_and(Api::has_ready);
+        if !self.core.ready.is_empty() || !self.core.dirty.is_empty() || api_ready {
             return Duration::ZERO;
         }
         let mut deadline = next_sweep;
