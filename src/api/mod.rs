@@ -279,7 +279,12 @@ impl ApiConn {
                 Ok(Parsed::Complete(request, used)) => {
                     self.input.drain(..used);
                     self.continue_sent = false;
-                    let reply = routes::handle(core, api_key, &request);
+                    let mut reply = routes::handle(core, api_key, &request);
+                    if request.method == "HEAD" {
+                        // RFC 9112 §6.3: a HEAD response ends after its headers; Content-Length
+                        // still tells what a GET would have carried.
+                        reply.omit_body = true;
+                    }
                     self.respond(core, reply, request.keep_alive);
                 }
                 Ok(Parsed::Incomplete { expects_continue }) => {
@@ -306,13 +311,16 @@ impl ApiConn {
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let response = encode_response(
+        let mut response = encode_response(
             reply.status,
             reply.content_type,
             &reply.body,
             keep_alive,
             &headers,
         );
+        if reply.omit_body {
+            response.truncate(response.len() - reply.body.len());
+        }
         self.output.extend_from_slice(&response);
         if !keep_alive {
             self.closing = true;

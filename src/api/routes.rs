@@ -23,6 +23,8 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     /// Extra headers, such as `Allow` or `WWW-Authenticate`.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Send the head only (the answer to a HEAD request).
+    pub(crate) omit_body: bool,
 }
 
 impl Reply {
@@ -32,6 +34,7 @@ impl Reply {
             content_type: "application/json",
             body: value.to_string().into_bytes(),
             headers: Vec::new(),
+            omit_body: false,
         }
     }
 
@@ -94,11 +97,15 @@ pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) 
         ["health"] => (&["GET"], Endpoint::Health),
         _ => return Reply::error(404, format!("no route for {}", request.path())),
     };
-    if !allowed.contains(&request.method.as_str()) {
+    // HEAD is answered as GET; the connection layer leaves out the body.
+    let method = match request.method.as_str() {
+        "HEAD" => "GET",
+        method => method,
+    };
+    if !allowed.contains(&method) {
         return Reply::error(405, format!("{} is not allowed here", request.method))
             .with_header("Allow", allowed.join(", "));
     }
-    let method = request.method.as_str();
     let result = match endpoint {
         Endpoint::Send(uid) => send(core, uid, request),
         Endpoint::Broadcast => body_message(request)
@@ -118,6 +125,7 @@ pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) 
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: report::prometheus(&core.stats, &core.gauges()).into_bytes(),
             headers: Vec::new(),
+            omit_body: false,
         }),
         Endpoint::Health if core.shutting_down => {
             Ok(Reply::json(503, &json!({ "status": "shutting down" })))

@@ -535,6 +535,7 @@ fn sweep_interval(config: &Config) -> Duration {
         config.ping_interval,
         config.idle_timeout,
         Some(config.close_timeout),
+        config.api.as_ref().map(|api| api.timeout),
     ]
     .into_iter()
     .flatten()
