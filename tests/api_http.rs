@@ -4,10 +4,10 @@
 //! client (ureq) against the endpoints.
 
 mod common;
+use common::http::{Http, Response};
 use common::*;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -16,149 +16,6 @@ use wspush::{ApiConfig, Config, Server};
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 // ---------------------------------------------------------------------------------------------
-
-/// One HTTP response as received.
-#[derive(Debug)]
-struct Response {
-    /// The head exactly as sent: status line, headers and the blank line.
-    head: String,
-    status_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    /// The status code from the status line.
-    fn status(&self) -> u16 {
-        self.status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status code in {:?}", self.status_line))
-    }
-
-    /// The first header named `name` (any case).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("response body is UTF-8")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.text()))
-    }
-
-    /// Whether the response says the connection closes after it.
-    fn closes(&self) -> bool {
-        self.header("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-}
-
-/// A scripted HTTP client: writes exact bytes, reads responses framed by `Content-Length`.
-struct Http {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Http {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the API");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.stream
-            .write_all(bytes.as_ref())
-            .expect("write to the API");
-    }
-
-    /// Reads more bytes; false at EOF (or reset); panics on timeout.
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read from the API failed or timed out: {e}"),
-        }
-    }
-
-    /// Reads a response head (through the blank line), leaving anything after it buffered.
-    fn read_head(&mut self) -> Response {
-        let end = loop {
-            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos + 4;
-            }
-            assert!(
-                self.fill(),
-                "connection closed before a complete response head; got {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).expect("head is UTF-8");
-        let mut lines = head.trim_end_matches("\r\n").split("\r\n");
-        let status_line = lines.next().unwrap().to_owned();
-        let headers = lines
-            .map(|line| {
-                let (name, value) = line
-                    .split_once(':')
-                    .unwrap_or_else(|| panic!("malformed header line {line:?}"));
-                (name.to_owned(), value.trim().to_owned())
-            })
-            .collect();
-        Response {
-            head,
-            status_line,
-            headers,
-            body: Vec::new(),
-        }
-    }
-
-    /// Reads one whole response: the head, then a body of `Content-Length` bytes.
-    fn read_response(&mut self) -> Response {
-        let mut response = self.read_head();
-        let len = response
-            .header("Content-Length")
-            .map_or(0, |v| v.parse::<usize>().expect("numeric Content-Length"));
-        while self.buf.len() < len {
-            assert!(self.fill(), "connection closed inside a response body");
-        }
-        response.body = self.buf.drain(..len).collect();
-        response
-    }
-
-    /// Sends `bytes` and reads one response.
-    fn request(&mut self, bytes: impl AsRef<[u8]>) -> Response {
-        self.send(bytes);
-        self.read_response()
-    }
-
-    /// Asserts the server closes the connection without sending anything more.
-    fn expect_eof(&mut self) {
-        let extra = self.fill();
-        assert!(
-            !extra && self.buf.is_empty(),
-            "expected EOF, got {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
-    }
-}
 
 /// A `GET` request for `path`.
 fn get(path: &str) -> String {
@@ -484,7 +341,10 @@ fn expect_100_continue_gets_continue_before_the_body_and_then_the_response() {
     );
     let interim = api.read_response();
     assert_eq!(interim.head, "HTTP/1.1 100 Continue\r\n\r\n");
-    assert!(api.buf.is_empty(), "nothing follows 100 Continue yet");
+    assert!(
+        api.buffered().is_empty(),
+        "nothing follows 100 Continue yet"
+    );
 
     api.send("go on!!");
     let response = api.read_response();

@@ -2,10 +2,10 @@
 //! reference push protocol, and what the WebSocket clients of that server then receive.
 
 mod common;
+use common::http::{Http, Response};
 use common::*;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -30,32 +30,13 @@ fn start(config: Config) -> (TestServer, Api) {
     (server, api)
 }
 
-/// What an API request got back.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(self.content_type, "application/json", "{self:?}");
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// A minimal HTTP/1.1 client for the push API: one request per connection (`Connection:
-/// close`), every read and write bounded by `WAIT`.
+/// A client for the push API that makes one request per connection (`Connection: close`)
+/// with the shared HTTP client, plus JSON shortcuts.
 #[derive(Debug, Clone, Copy)]
 struct Api(SocketAddr);
 
 impl Api {
+    /// Sends one request and reads the whole answer: a `Content-Length` body, then the close.
     fn request(
         self,
         method: &str,
@@ -63,9 +44,6 @@ impl Api {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Response {
-        let mut stream = TcpStream::connect_timeout(&self.0, WAIT).expect("connect to the API");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
         let mut request = format!(
             "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
              Content-Length: {}\r\n",
@@ -77,24 +55,27 @@ impl Api {
         request.push_str("\r\n");
         let mut bytes = request.into_bytes();
         bytes.extend_from_slice(body);
-        stream.write_all(&bytes).expect("send the API request");
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .expect("read the API response (timed out?)");
-        parse_response(&raw)
+        let mut http = Http::connect(self.0);
+        let response = http.request(bytes);
+        assert!(
+            response.header("Content-Length").is_some(),
+            "no body length in {:?}",
+            response.head
+        );
+        http.expect_eof();
+        response
     }
 
     /// Sends a request that must succeed and returns its JSON answer.
     fn ok(self, method: &str, target: &str, body: &[u8]) -> Value {
         let response = self.request(method, target, None, body);
         assert_eq!(
-            response.status,
+            response.status(),
             200,
             "{method} {target}: {}",
             response.text()
         );
-        response.json()
+        json_body(&response)
     }
 
     fn get(self, target: &str) -> Value {
@@ -106,37 +87,14 @@ impl Api {
     }
 }
 
-/// Splits a whole `Connection: close` response into status, content type and body.
-fn parse_response(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no complete response head in {raw:?}"));
-    let head = std::str::from_utf8(&raw[..split]).expect("response head is not UTF-8");
-    let body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let mut content_type = String::new();
-    let mut content_length = None;
-    for line in lines {
-        let (name, value) = line.split_once(':').expect("header line");
-        if name.eq_ignore_ascii_case("content-type") {
-            content_type = value.trim().to_owned();
-        } else if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.trim().parse::<usize>().unwrap());
-        }
-    }
-    assert_eq!(content_length, Some(body.len()), "body length in {head:?}");
-    Response {
-        status,
-        content_type,
-        body,
-    }
+/// The body of a response that must say it is JSON, parsed.
+fn json_body(response: &Response) -> Value {
+    assert_eq!(
+        response.header("Content-Type"),
+        Some("application/json"),
+        "{response:?}"
+    );
+    response.json()
 }
 
 /// Proves the tabs of `uid` (every connection it has) received nothing more: a message the uid
@@ -242,8 +200,8 @@ fn octet_stream_body_arrives_as_a_binary_frame() {
         Some("application/octet-stream"),
         b"valid utf-8, sent as binary",
     );
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.json(), json!({ "connections": 1 }));
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(json_body(&response), json!({ "connections": 1 }));
     assert_eq!(alice.expect_binary(), b"valid utf-8, sent as binary");
 
     // The media type is matched without its parameters and in any case.
@@ -253,7 +211,7 @@ fn octet_stream_body_arrives_as_a_binary_frame() {
         Some("Application/Octet-Stream; charset=binary"),
         &[0x00, 0xFF, 0x10],
     );
-    assert_eq!(response.json(), json!({ "connections": 1 }));
+    assert_eq!(json_body(&response), json!({ "connections": 1 }));
     assert_eq!(alice.expect_binary(), [0x00, 0xFF, 0x10]);
     assert_no_more("alice", &mut [&mut alice]);
 }
@@ -289,9 +247,9 @@ fn text_content_type_with_a_body_that_is_not_utf8_is_refused() {
         Some("text/plain; charset=utf-8"),
         &[0xFF, 0xFE],
     );
-    assert_eq!(response.status, 400);
+    assert_eq!(response.status(), 400);
     assert_eq!(
-        response.json(),
+        json_body(&response),
         json!({ "error": "body is not valid UTF-8; send binary as application/octet-stream" })
     );
     assert_no_more("alice", &mut [&mut alice]);
@@ -677,8 +635,8 @@ fn batch_with_a_malformed_item_is_refused_whole() {
     ]);
     let response = api.request("POST", "/batch", None, body.to_string().as_bytes());
 
-    assert_eq!(response.status, 400);
-    let error = response.json()["error"].as_str().unwrap().to_owned();
+    assert_eq!(response.status(), 400);
+    let error = json_body(&response)["error"].as_str().unwrap().to_owned();
     assert!(error.starts_with("malformed JSON: "), "{error}");
     assert_no_more("alice", &mut [&mut alice]);
 }
@@ -735,9 +693,9 @@ fn kick_with_a_code_that_may_not_be_sent_is_refused() {
 
     let response = api.request("POST", "/uids/alice/close", None, br#"{"code":1005}"#);
 
-    assert_eq!(response.status, 400);
+    assert_eq!(response.status(), 400);
     assert_eq!(
-        response.json(),
+        json_body(&response),
         json!({ "error": "close code 1005 may not be sent" })
     );
     assert_no_more("alice", &mut [&mut alice]);
@@ -791,10 +749,10 @@ fn stats_and_metrics_follow_logins_sends_and_closes() {
     assert_eq!(after["closes_by_code"], json!({ "1000": 1 }));
 
     let metrics = api.request("GET", "/metrics", None, b"");
-    assert_eq!(metrics.status, 200);
+    assert_eq!(metrics.status(), 200);
     assert_eq!(
-        metrics.content_type,
-        "text/plain; version=0.0.4; charset=utf-8"
+        metrics.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = metrics.text();
     for line in [
@@ -824,8 +782,8 @@ fn health_is_ok_while_running_and_503_while_shutting_down() {
         ..api_config()
     });
     let health = api.request("GET", "/health", None, b"");
-    assert_eq!(health.status, 200);
-    assert_eq!(health.json(), json!({ "status": "ok" }));
+    assert_eq!(health.status(), 200);
+    assert_eq!(json_body(&health), json!({ "status": "ok" }));
     let mut alice = RawClient::login(server.addr, "alice");
 
     server.request_shutdown();
@@ -835,8 +793,8 @@ fn health_is_ok_while_running_and_503_while_shutting_down() {
         (Some(1001), "server shutting down".to_owned())
     );
     let health = api.request("GET", "/health", None, b"");
-    assert_eq!(health.status, 503, "{}", health.text());
-    assert_eq!(health.json(), json!({ "status": "shutting down" }));
+    assert_eq!(health.status(), 503, "{}", health.text());
+    assert_eq!(json_body(&health), json!({ "status": "shutting down" }));
 
     // The last client leaving completes the shutdown.
     drop(alice);
