@@ -41,7 +41,7 @@ fn drain(outboxes: &mut [Outbox]) -> usize {
     let mut sink = io::sink();
     let mut written = 0;
     for outbox in outboxes {
-        let (n, flushed) = outbox.write_to(&mut sink).expect("sink never fails");
+        let (n, flushed, _) = outbox.write_to(&mut sink).expect("sink never fails");
         debug_assert_eq!(flushed, Flushed::All);
         written += n;
     }

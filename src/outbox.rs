@@ -78,10 +78,13 @@ impl Outbox {
         *self = Self::default();
     }
 
-    /// Writes as much as the socket takes, returning the bytes written and how it ended.
-    pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed)> {
+    /// Writes as much as the socket takes, returning the bytes written, how it ended, and how
+    /// many write calls it made.
+    pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed, u64)> {
         let mut written = 0;
+        let mut calls = 0;
         while self.len > 0 {
+            calls += 1;
             let result = match &self.frames {
                 Frames::Empty => break,
                 Frames::One(frame) => socket.write(frame),
@@ -101,13 +104,13 @@ impl Outbox {
                     written += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((written, Flushed::Blocked))
+                    return Ok((written, Flushed::Blocked, calls))
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok((written, Flushed::All))
+        Ok((written, Flushed::All, calls))
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -178,10 +181,13 @@ mod tests {
             limit: 2,
             capacity: 5,
         };
-        assert_eq!(outbox.write_to(&mut socket).unwrap(), (5, Flushed::Blocked));
+        assert_eq!(
+            outbox.write_to(&mut socket).unwrap(),
+            (5, Flushed::Blocked, 4)
+        );
         assert_eq!(outbox.len(), 3);
         socket.capacity = 100;
-        assert_eq!(outbox.write_to(&mut socket).unwrap(), (3, Flushed::All));
+        assert_eq!(outbox.write_to(&mut socket).unwrap(), (3, Flushed::All, 2));
         assert_eq!(socket.written, b"abcdefgh");
         assert!(matches!(outbox.frames, Frames::Empty));
     }

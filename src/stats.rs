@@ -28,6 +28,12 @@ pub struct Stats {
     pub closes: BTreeMap<u16, u64>,
     /// Push API requests answered, by HTTP status.
     pub api_requests: BTreeMap<u16, u64>,
+    /// Returns from the poller (loop iterations).
+    pub wakeups: u64,
+    /// Read calls on WebSocket connections that returned data.
+    pub socket_reads: u64,
+    /// Write calls on WebSocket connections (each a `write` or `writev`).
+    pub socket_writes: u64,
 }
 
 /// The server's state at one moment.

@@ -32,6 +32,11 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
             "dropped": stats.dropped_messages,
         },
         "bytes": { "in": stats.bytes_in, "out": stats.bytes_out },
+        "io": {
+            "wakeups": stats.wakeups,
+            "socket_reads": stats.socket_reads,
+            "socket_writes": stats.socket_writes,
+        },
         "closes_by_code": by_key(&stats.closes),
         "handshake_failures_by_status": by_key(&stats.handshake_failures),
         "api_requests_by_status": by_key(&stats.api_requests),

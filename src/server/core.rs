@@ -407,7 +407,8 @@ impl Core {
                 continue;
             }
             match conn.outbox.write_to(&mut conn.stream) {
-                Ok((written, flushed)) => {
+                Ok((written, flushed, calls)) => {
+                    self.stats.socket_writes += calls;
                     self.stats.bytes_out += written as u64;
                     self.after_write(key, flushed);
                 }
@@ -536,6 +537,7 @@ impl Core {
 
     /// Records bytes read from `key`; any inbound byte counts as life.
     pub(crate) fn record_read(&mut self, key: usize, bytes: usize) {
+        self.stats.socket_reads += 1;
         self.stats.bytes_in += bytes as u64;
         self.conns[key].last_seen = self.now;
     }

@@ -185,6 +185,7 @@ impl<H: Handler> Server<H> {
                 }
             }
             self.core.tick();
+            self.core.stats.wakeups += 1;
             for event in &events {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -340,6 +341,15 @@ impl<H: Handler> Server<H> {
                 Ok(n) => {
                     self.core.record_read(key, n);
                     self.on_bytes(key, n);
+                    if n < self.scratch.len() {
+                        // A short read emptied the socket's receive queue; whatever arrives
+                        // later raises a new edge, so skip the read that would only say
+                        // `WouldBlock` (one syscall per read event).
+                        if let Some(conn) = self.core.conns.get_mut(key) {
+                            conn.clear(READABLE);
+                        }
+                        return;
+                    }
                 }
                 Err(error) => {
                     if !self.core.read_failed(key, &error) {

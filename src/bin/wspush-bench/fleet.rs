@@ -1,0 +1,341 @@
+//! The client side of a load run: many WebSocket connections on one `mio` poll, speaking the
+//! reference protocol with the crate's own codec (client role: frames masked, server frames
+//! decoded unmasked).
+//!
+//! Owns the sockets; reports what happens to each connection as `FleetEvent`s and leaves every
+//! decision (what to send, when) to the scenario driving it. Invariant: the fleet never waits
+//! longer than the timeout given to `turn`.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use wspush::protocol::frame::{encode_header, MAX_HEADER_LEN};
+use wspush::protocol::mask::apply_mask;
+use wspush::protocol::{Decoder, Event, Message, OpCode, Role};
+
+const REQUEST_HEAD: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Largest message a bench client accepts.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// What happened to a connection.
+#[derive(Debug)]
+pub enum FleetEvent<'a> {
+    /// The handshake completed and the login was answered.
+    Ready {
+        key: usize,
+        /// From connect start to the `101` answer.
+        handshake: Duration,
+        /// From connect start to the login answer.
+        bound: Duration,
+    },
+    /// A data message after the login answer.
+    Message { key: usize, payload: &'a [u8] },
+    /// The connection ended (server close, reset, protocol error).
+    Closed { why: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    Handshaking,
+    LoggingIn,
+    Ready,
+}
+
+struct Client {
+    stream: TcpStream,
+    stage: Stage,
+    started: Instant,
+    handshake: Duration,
+    head: Vec<u8>,
+    decoder: Decoder,
+    out: Vec<u8>,
+    written: usize,
+    blocked: bool,
+}
+
+/// Many client connections driven by one poll.
+pub struct Fleet {
+    poll: Poll,
+    events: Events,
+    clients: Slab<Client>,
+    addr: SocketAddr,
+    scratch: Vec<u8>,
+    mask_state: u64,
+    /// Keys with output left after a write returned `WouldBlock`.
+    dirty: Vec<usize>,
+}
+
+impl Fleet {
+    pub fn new(addr: SocketAddr) -> io::Result<Self> {
+        Ok(Self {
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            clients: Slab::new(),
+            addr,
+            scratch: vec![0; 256 << 10],
+            mask_state: 0x9E37_79B9_7F4A_7C15,
+            dirty: Vec::new(),
+        })
+    }
+
+    /// Starts a connection that logs in as `uid`; returns its key.
+    pub fn open(&mut self, uid: &str) -> io::Result<usize> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut out =
+            format!("GET / HTTP/1.1\r\nHost: {}\r\n{REQUEST_HEAD}", self.addr).into_bytes();
+        let key_bytes = next_mask(&mut self.mask_state);
+        push_frame(&mut out, OpCode::Text, uid.as_bytes(), key_bytes);
+        entry.insert(Client {
+            stream,
+            stage: Stage::Connecting,
+            started: Instant::now(),
+            handshake: Duration::ZERO,
+            head: Vec::new(),
+            decoder: Decoder::new(Role::Client),
+            out,
+            written: 0,
+            blocked: true,
+        });
+        Ok(key)
+    }
+
+    /// Connections not yet closed.
+    pub fn live(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Queues one masked text message on connection `key`; everything queued for a connection
+    /// goes out in one write at the next `turn` (or `flush`).
+    pub fn send_text(&mut self, key: usize, payload: &[u8]) {
+        let mask = next_mask(&mut self.mask_state);
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        if client.out.is_empty() {
+            self.dirty.push(key);
+        }
+        push_frame(&mut client.out, OpCode::Text, payload, mask);
+    }
+
+    /// Writes what is queued on every connection that has output.
+    pub fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.retain(|&key| {
+            let Some(client) = self.clients.get_mut(key) else {
+                return false;
+            };
+            if !client.blocked && client.stage != Stage::Connecting {
+                write_out(client);
+            }
+            !client.out.is_empty()
+        });
+        self.dirty = dirty;
+    }
+
+    /// Waits up to `timeout` for readiness once and reports what happened.
+    pub fn turn(
+        &mut self,
+        timeout: Duration,
+        mut on_event: impl FnMut(FleetEvent<'_>),
+    ) -> io::Result<()> {
+        self.flush();
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token().0,
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable(),
+                )
+            })
+            .collect();
+        for (key, readable, writable) in ready {
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if writable {
+                if client.stage == Stage::Connecting {
+                    client.stage = Stage::Handshaking;
+                }
+                client.blocked = false;
+                write_out(client);
+                if !client.out.is_empty() {
+                    self.dirty.push(key);
+                }
+            }
+            if readable && client.stage != Stage::Connecting {
+                self.read(key, &mut on_event);
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, key: usize, on_event: &mut impl FnMut(FleetEvent<'_>)) {
+        loop {
+            let client = &mut self.clients[key];
+            let n = match client.stream.read(&mut self.scratch) {
+                Ok(0) => return self.close(key, "server closed the TCP connection", on_event),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(key, &format!("read failed: {e}"), on_event),
+            };
+            let mut start = 0;
+            if client.stage == Stage::Handshaking {
+                client.head.extend_from_slice(&self.scratch[..n]);
+                let Some(end) = client.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                if !client.head.starts_with(b"HTTP/1.1 101") {
+                    let status = String::from_utf8_lossy(&client.head[..end]).into_owned();
+                    return self.close(key, &format!("handshake refused: {status}"), on_event);
+                }
+                client.handshake = client.started.elapsed();
+                client.stage = Stage::LoggingIn;
+                // Whatever followed the answer is already frame data.
+                let extra = client.head.len() - (end + 4);
+                start = n - extra;
+                client.head = Vec::new();
+            }
+            if let Err(why) = self.decode(key, start, n, on_event) {
+                return self.close(key, &why, on_event);
+            }
+            if n < self.scratch.len() {
+                // A short read emptied the receive queue; new data raises a new edge.
+                return;
+            }
+        }
+    }
+
+    fn decode(
+        &mut self,
+        key: usize,
+        start: usize,
+        end: usize,
+        on_event: &mut impl FnMut(FleetEvent<'_>),
+    ) -> Result<(), String> {
+        let client = &mut self.clients[key];
+        let mut pongs: Vec<Vec<u8>> = Vec::new();
+        let mut closed = None;
+        let mut stage = client.stage;
+        let started = client.started;
+        let handshake = client.handshake;
+        let result = client
+            .decoder
+            .decode(&mut self.scratch[start..end], MAX_MESSAGE, |event| {
+                match event {
+                    Event::Message(message) => {
+                        let payload = match message {
+                            Message::Text(text) => text.as_bytes(),
+                            Message::Binary(bytes) => bytes,
+                        };
+                        if stage == Stage::LoggingIn {
+                            if payload.starts_with(b"login success") {
+                                stage = Stage::Ready;
+                                on_event(FleetEvent::Ready {
+                                    key,
+                                    handshake,
+                                    bound: started.elapsed(),
+                                });
+                            } else {
+                                closed = Some(format!(
+                                    "login refused: {}",
+                                    String::from_utf8_lossy(payload)
+                                ));
+                                return ControlFlow::Break(());
+                            }
+                        } else {
+                            on_event(FleetEvent::Message { key, payload });
+                        }
+                    }
+                    Event::Ping(payload) => pongs.push(payload.to_vec()),
+                    Event::Pong(_) => {}
+                    Event::Close(frame) => {
+                        closed = Some(format!("server sent close {:?}", frame.map(|f| f.code.0)));
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            });
+        client.stage = stage;
+        result.map_err(|e| format!("protocol error from server: {e}"))?;
+        for payload in pongs {
+            let mask = next_mask(&mut self.mask_state);
+            let client = &mut self.clients[key];
+            if client.out.is_empty() {
+                self.dirty.push(key);
+            }
+            push_frame(&mut client.out, OpCode::Pong, &payload, mask);
+        }
+        closed.map_or(Ok(()), Err)
+    }
+
+    fn close(&mut self, key: usize, why: &str, on_event: &mut impl FnMut(FleetEvent<'_>)) {
+        if let Some(mut client) = self.clients.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut client.stream);
+            on_event(FleetEvent::Closed {
+                why: why.to_owned(),
+            });
+        }
+    }
+}
+
+/// Writes what the kernel takes of a client's pending output.
+fn write_out(client: &mut Client) {
+    while client.written < client.out.len() {
+        match client.stream.write(&client.out[client.written..]) {
+            Ok(n) => client.written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                client.blocked = true;
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                // The read side reports the failure.
+                client.blocked = true;
+                return;
+            }
+        }
+    }
+    client.out.clear();
+    client.written = 0;
+}
+
+/// Appends one whole masked frame.
+fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let len = encode_header(&mut header, true, opcode, payload.len(), Some(mask));
+    out.extend_from_slice(&header[..len]);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask, 0);
+}
+
+/// A cheap varying masking key (xorshift); clients must mask, not be unpredictable here.
+fn next_mask(state: &mut u64) -> [u8; 4] {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state as u32).to_ne_bytes()
+}

@@ -1,0 +1,496 @@
+//! wspush-bench: a load generator for servers that speak the wspush reference protocol (first
+//! message is the uid, then `RECIPIENT:MESSAGE`, `all` broadcasts), built on the same mio loop
+//! and codec as the server.
+//!
+//! Each scenario prints a live progress line on stderr for runs over a second and one JSON
+//! summary line on stdout. With `--server-pid`, the server's CPU time and RSS are read from
+//! `/proc`, and CPU figures are also given as a ratio to the physical floor (see `floor`)
+//! measured in the same run. `--procs P` splits a run over P child processes (the open-files
+//! limit is per process) and merges their results.
+
+mod fleet;
+mod floor;
+mod procstat;
+mod report;
+mod scenarios;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::report::Latencies;
+use crate::scenarios::{Broadcast, Direct, Setup, Shard};
+
+/// Load generator for wspush and any server speaking its reference protocol.
+#[derive(Debug, Parser)]
+#[command(name = "wspush-bench", version, about)]
+struct Cli {
+    /// The server's WebSocket address.
+    #[arg(long, global = true, default_value = "127.0.0.1:1234")]
+    addr: SocketAddr,
+    /// The server's process id: read its CPU time and RSS from /proc, and pin the floor
+    /// measurement where it runs.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Split the run over this many child processes (each holds at most ~19,000 connections).
+    #[arg(long, global = true, default_value_t = 1)]
+    procs: usize,
+    /// Longest wait without progress before giving up.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Most handshakes in flight at once, per process.
+    #[arg(long, global = true, default_value_t = 1000)]
+    concurrency: usize,
+    /// Set by the parent on its children: this process's shard, as INDEX/COUNT.
+    #[arg(long, global = true, hide = true)]
+    shard: Option<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum Scenario {
+    /// Open and bind N connections; report the connect+bind rate, handshake latency, and the
+    /// server's RSS growth per idle connection.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        /// Connections per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+    },
+    /// Senders send `uid:payload` to random uids; report delivered msgs/s, latency and server
+    /// CPU per delivered message.
+    Direct {
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        #[arg(long, default_value_t = 100)]
+        senders: usize,
+        /// Messages to send in all.
+        #[arg(long, default_value_t = 200_000)]
+        msgs: u64,
+        /// Message size in bytes (what recipients receive).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages in flight per sender (closed loop).
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Open loop at this many messages per second instead of a window.
+        #[arg(long)]
+        msg_rate: Option<f64>,
+        /// Writes for the floor measurement (0: skip it).
+        #[arg(long, default_value_t = 500_000)]
+        floor_writes: u64,
+    },
+    /// `all:payload` rounds; report time to last recipient, deliveries/s and server CPU per
+    /// delivery.
+    Broadcast {
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        #[arg(long, default_value_t = 100)]
+        rounds: u32,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// One round every interval (open loop; required with --procs > 1). Default: the next
+        /// round when every recipient has the previous one.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        /// Writes for the floor measurement (0: skip it).
+        #[arg(long, default_value_t = 1_000_000)]
+        floor_writes: u64,
+    },
+    /// The physical floor: CPU per write of a small frame to N connected loopback sockets.
+    Floor {
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        writes: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// The floor's writer process (started by `floor`).
+    #[command(hide = true)]
+    FloorWriter {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        conns: usize,
+        #[arg(long)]
+        writes: u64,
+        #[arg(long)]
+        size: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wspush-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    if let Scenario::FloorWriter {
+        target,
+        conns,
+        writes,
+        size,
+    } = cli.scenario
+    {
+        return floor::write(target, conns, writes, size).map_err(|e| format!("floor writer: {e}"));
+    }
+    if let Scenario::Floor {
+        conns,
+        writes,
+        size,
+    } = cli.scenario
+    {
+        let report =
+            floor::measure(conns, writes, size, cli.server_pid).map_err(|e| e.to_string())?;
+        println!("{}", json!({ "scenario": "floor", "floor": report }));
+        return Ok(());
+    }
+    if let Some(shard) = &cli.shard {
+        return run_child(cli, parse_shard(shard)?);
+    }
+    run_parent(cli)
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (index, count) = text.split_once('/').ok_or("--shard is INDEX/COUNT")?;
+    Ok(Shard {
+        index: index.parse().map_err(|_| "bad shard index")?,
+        count: count.parse().map_err(|_| "bad shard count")?,
+    })
+}
+
+fn setup(cli: &Cli, shard: Shard) -> Setup {
+    Setup {
+        addr: cli.addr,
+        shard,
+        timeout: cli.timeout,
+        concurrency: cli.concurrency,
+    }
+}
+
+/// Runs this process's shard; `ready` is called once its connections are up.
+fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, String> {
+    let setup = setup(cli, shard);
+    let result = match cli.scenario {
+        Scenario::Connect { conns, rate } => scenarios::connect(&setup, conns, rate, ready),
+        Scenario::Direct {
+            conns,
+            senders,
+            msgs,
+            size,
+            window,
+            msg_rate,
+            ..
+        } => {
+            let params = Direct {
+                conns,
+                senders: senders.min(conns),
+                msgs,
+                size,
+                window,
+                msg_rate,
+            };
+            scenarios::direct(&setup, &params, ready)
+        }
+        Scenario::Broadcast {
+            conns,
+            rounds,
+            size,
+            interval,
+            ..
+        } => scenarios::broadcast(
+            &setup,
+            &Broadcast {
+                conns,
+                rounds,
+                size,
+                interval,
+            },
+            ready,
+        ),
+        Scenario::Floor { .. } | Scenario::FloorWriter { .. } => unreachable!("handled in run"),
+    };
+    result.map_err(|e| format!("{e}"))
+}
+
+/// A child: report "ready", wait for "go", run, report the result.
+fn run_child(cli: &Cli, shard: Shard) -> Result<(), String> {
+    let mut ready = || {
+        println!("ready");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    };
+    let report = run_shard(cli, shard, &mut ready)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// Server resource use at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerSample {
+    rss: Option<u64>,
+    cpu: Option<Duration>,
+}
+
+fn sample(pid: Option<u32>) -> ServerSample {
+    ServerSample {
+        rss: pid.and_then(procstat::rss),
+        cpu: pid.and_then(|pid| procstat::cpu_time(Some(pid))),
+    }
+}
+
+fn run_parent(cli: &Cli) -> Result<(), String> {
+    if cli.procs > 1 {
+        match cli.scenario {
+            Scenario::Direct { msg_rate: None, .. } => {
+                return Err(
+                    "direct with --procs > 1 needs --msg-rate (a window needs one process)".into(),
+                )
+            }
+            Scenario::Broadcast { interval: None, .. } => {
+                return Err("broadcast with --procs > 1 needs --interval".into())
+            }
+            _ => {}
+        }
+    }
+    let floor = match cli.scenario {
+        Scenario::Direct {
+            conns,
+            size,
+            floor_writes,
+            ..
+        }
+        | Scenario::Broadcast {
+            conns,
+            size,
+            floor_writes,
+            ..
+        } if floor_writes > 0 => {
+            eprintln!("measuring the floor: {floor_writes} writes over {conns} sockets");
+            Some(
+                floor::measure(conns, floor_writes, size, cli.server_pid)
+                    .map_err(|e| format!("floor: {e}"))?,
+            )
+        }
+        _ => None,
+    };
+    let before = sample(cli.server_pid);
+    let mut at_ready = ServerSample::default();
+    let mut ready_at = Instant::now();
+    let shards = if cli.procs <= 1 {
+        let mut ready = || {
+            at_ready = sample(cli.server_pid);
+            ready_at = Instant::now();
+        };
+        vec![run_shard(cli, Shard { index: 0, count: 1 }, &mut ready)?]
+    } else {
+        let mut children = spawn_children(cli)?;
+        at_ready = sample(cli.server_pid);
+        ready_at = Instant::now();
+        for (child, _) in &mut children {
+            let stdin = child.stdin.as_mut().expect("piped stdin");
+            let _ = writeln!(stdin, "go");
+        }
+        collect_children(children)?
+    };
+    let after = sample(cli.server_pid);
+    let wall = ready_at.elapsed();
+    let summary = summarize(cli, &shards, before, at_ready, after, wall, floor);
+    println!("{summary}");
+    Ok(())
+}
+
+fn spawn_children(cli: &Cli) -> Result<Vec<(Child, BufReader<std::process::ChildStdout>)>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut children = Vec::new();
+    for index in 0..cli.procs {
+        let mut child = Command::new(&exe)
+            .args(&args)
+            .args(["--shard", &format!("{index}/{}", cli.procs)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn child: {e}"))?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        children.push((child, stdout));
+    }
+    for (index, (_, stdout)) in children.iter_mut().enumerate() {
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            return Err(format!(
+                "child {index} failed before it was ready: {line:?}"
+            ));
+        }
+    }
+    Ok(children)
+}
+
+fn collect_children(
+    children: Vec<(Child, BufReader<std::process::ChildStdout>)>,
+) -> Result<Vec<Value>, String> {
+    let mut reports = Vec::new();
+    for (index, (mut child, mut stdout)) in children.into_iter().enumerate() {
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let _ = child.wait();
+        let report = serde_json::from_str(line.trim())
+            .map_err(|e| format!("child {index} report: {e}: {line:?}"))?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn sum(shards: &[Value], field: &str) -> u64 {
+    shards.iter().map(|s| s[field].as_u64().unwrap_or(0)).sum()
+}
+
+fn max(shards: &[Value], field: &str) -> u64 {
+    shards
+        .iter()
+        .map(|s| s[field].as_u64().unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+}
+
+fn merged_hist(shards: &[Value], field: &str) -> Latencies {
+    let mut all = Latencies::new();
+    for shard in shards {
+        if let Some(hist) = shard[field].as_str().and_then(Latencies::decode) {
+            all.merge(&hist);
+        }
+    }
+    all
+}
+
+fn summarize(
+    cli: &Cli,
+    shards: &[Value],
+    before: ServerSample,
+    at_ready: ServerSample,
+    after: ServerSample,
+    wall: Duration,
+    floor: Option<Value>,
+) -> Value {
+    let conns = sum(shards, "conns");
+    let errors = sum(shards, "errors");
+    let connect_s = max(shards, "connect_elapsed_ns") as f64 / 1e9;
+    let first_error = shards
+        .iter()
+        .find_map(|s| s["first_error"].as_str().map(str::to_owned));
+    let mut out = json!({
+        "scenario": scenario_name(&cli.scenario),
+        "procs": cli.procs,
+        "conns": conns,
+        "errors": errors,
+        "first_error": first_error,
+        "connects_per_s": if connect_s > 0.0 { conns as f64 / connect_s } else { 0.0 },
+        "handshake_us": merged_hist(shards, "handshake_hist").summary(),
+        "bind_us": merged_hist(shards, "bound_hist").summary(),
+    });
+    if let (Some(rss_before), Some(rss_ready)) = (before.rss, at_ready.rss) {
+        out["server_rss_before"] = json!(rss_before);
+        out["server_rss_connected"] = json!(rss_ready);
+        if conns > 0 {
+            out["server_rss_per_conn"] =
+                json!(rss_ready.saturating_sub(rss_before) as f64 / conns as f64);
+        }
+    }
+    let server_cpu = match (at_ready.cpu, after.cpu) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
+    let floor_us = floor.as_ref().and_then(|f| f["cpu_us_per_write"].as_f64());
+    let per_unit = |out: &mut Value, units: u64, name: &str| {
+        if let Some(cpu) = server_cpu.filter(|_| units > 0) {
+            let us = cpu.as_secs_f64() * 1e6 / units as f64;
+            out[format!("server_cpu_us_per_{name}")] = json!(us);
+            if let Some(floor) = floor_us {
+                out[format!("server_cpu_per_{name}_vs_floor")] = json!(us / floor);
+            }
+            out["server_cpu_ms"] = json!(cpu.as_millis() as u64);
+        }
+    };
+    match &cli.scenario {
+        Scenario::Direct { .. } => {
+            let sent = sum(shards, "sent");
+            let received = sum(shards, "received");
+            let run_s = max(shards, "run_ns") as f64 / 1e9;
+            out["sent"] = json!(sent);
+            out["delivered"] = json!(received);
+            out["lost"] = json!(sent.saturating_sub(received));
+            out["duplicates"] = json!(sum(shards, "duplicates"));
+            out["misrouted"] = json!(sum(shards, "misrouted"));
+            out["closes"] = json!(sum(shards, "closes"));
+            out["msgs_per_s"] = json!(received as f64 / run_s.max(1e-9));
+            out["latency_us"] = merged_hist(shards, "latency_hist").summary();
+            per_unit(&mut out, received, "msg");
+        }
+        Scenario::Broadcast { rounds, .. } => {
+            let rounds = *rounds as usize;
+            let mut receipts = vec![0u64; rounds];
+            let mut time_to_last = vec![0u64; rounds];
+            for shard in shards {
+                for r in 0..rounds {
+                    receipts[r] += shard["receipts"][r].as_u64().unwrap_or(0);
+                    time_to_last[r] =
+                        time_to_last[r].max(shard["time_to_last_us"][r].as_u64().unwrap_or(0));
+                }
+            }
+            let deliveries: u64 = receipts.iter().sum();
+            let mut completed: Vec<u64> = (0..rounds)
+                .filter(|&r| receipts[r] > 0)
+                .map(|r| time_to_last[r])
+                .collect();
+            completed.sort_unstable();
+            let pick = |q: f64| {
+                completed
+                    .get(
+                        ((completed.len() as f64 * q) as usize)
+                            .min(completed.len().saturating_sub(1)),
+                    )
+                    .copied()
+            };
+            let run_s = max(shards, "run_ns") as f64 / 1e9;
+            out["rounds"] = json!(rounds);
+            out["deliveries"] = json!(deliveries);
+            out["lost"] = json!((rounds as u64 * conns).saturating_sub(deliveries));
+            out["duplicates"] = json!(sum(shards, "duplicates"));
+            out["closes"] = json!(sum(shards, "closes"));
+            out["time_to_last_us"] =
+                json!({ "p50": pick(0.5), "p99": pick(0.99), "max": completed.last() });
+            out["deliveries_per_s"] = json!(deliveries as f64 / run_s.max(1e-9));
+            per_unit(&mut out, deliveries, "delivery");
+        }
+        _ => {}
+    }
+    if let Some(floor) = floor {
+        out["floor"] = floor;
+    }
+    out["wall_s"] = json!(wall.as_secs_f64());
+    out
+}
+
+fn scenario_name(scenario: &Scenario) -> &'static str {
+    match scenario {
+        Scenario::Connect { .. } => "connect",
+        Scenario::Direct { .. } => "direct",
+        Scenario::Broadcast { .. } => "broadcast",
+        Scenario::Floor { .. } | Scenario::FloorWriter { .. } => "floor",
+    }
+}

@@ -1,0 +1,447 @@
+//! The workloads. Each runs one shard (all of it, or this child process's share): it connects
+//! and logs in its connections, calls `ready` once they are all up (the parent measures the
+//! server there and releases every shard together), runs, and returns its counts as JSON for
+//! the parent to merge. Every received message is checked; losses, duplicates, misroutes and
+//! closes are counted, never waited on forever.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::fleet::{Fleet, FleetEvent};
+use crate::report::{wall_nanos, Latencies, Progress};
+
+/// This process's share of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The part of `0..total` this shard owns.
+    pub fn range(&self, total: usize) -> Range<usize> {
+        let start = total * self.index / self.count;
+        let end = total * (self.index + 1) / self.count;
+        start..end
+    }
+}
+
+/// What every scenario needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub addr: SocketAddr,
+    pub shard: Shard,
+    /// Longest time without progress before a wait gives up.
+    pub timeout: Duration,
+    /// Most handshakes in flight at once.
+    pub concurrency: usize,
+}
+
+/// Connections opened and logged in, by global index.
+struct Population {
+    fleet: Fleet,
+    /// Global index of the connection at each fleet key.
+    index_of_key: Vec<usize>,
+    /// Fleet key of each local connection, in index order.
+    keys: Vec<usize>,
+    range: Range<usize>,
+    errors: u64,
+    first_error: Option<String>,
+    handshake: Latencies,
+    bound: Latencies,
+    elapsed: Duration,
+}
+
+impl Population {
+    fn record_error(&mut self, why: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(why);
+    }
+
+    fn base_report(&self) -> Value {
+        json!({
+            "conns": self.keys.len(),
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "connect_elapsed_ns": self.elapsed.as_nanos() as u64,
+            "handshake_hist": self.handshake.encode(),
+            "bound_hist": self.bound.encode(),
+        })
+    }
+}
+
+/// Opens and logs in this shard's connections `<prefix><index>`, at most `rate` per second
+/// (0: unlimited).
+fn populate(setup: &Setup, total: usize, prefix: &str, rate: f64) -> std::io::Result<Population> {
+    let range = setup.shard.range(total);
+    let mut population = Population {
+        fleet: Fleet::new(setup.addr)?,
+        index_of_key: Vec::new(),
+        keys: Vec::new(),
+        range: range.clone(),
+        errors: 0,
+        first_error: None,
+        handshake: Latencies::new(),
+        bound: Latencies::new(),
+        elapsed: Duration::ZERO,
+    };
+    let wanted = range.len();
+    let started = Instant::now();
+    let mut next = range.start;
+    let mut ready = 0usize;
+    let mut last_progress = Instant::now();
+    let mut progress = Progress::new();
+    while ready + population.errors as usize != wanted {
+        let allowed_by_rate = if rate > 0.0 {
+            range.start + (started.elapsed().as_secs_f64() * rate) as usize + 1
+        } else {
+            range.end
+        };
+        while next < range.end.min(allowed_by_rate)
+            && (next - range.start) - ready - (population.errors as usize) < setup.concurrency
+        {
+            match population.fleet.open(&format!("{prefix}{next}")) {
+                Ok(key) => {
+                    if population.index_of_key.len() <= key {
+                        population.index_of_key.resize(key + 1, usize::MAX);
+                    }
+                    population.index_of_key[key] = next;
+                }
+                Err(e) => population.record_error(format!("connect failed: {e}")),
+            }
+            next += 1;
+        }
+        let mut events = Vec::new();
+        population
+            .fleet
+            .turn(Duration::from_millis(5), |event| match event {
+                FleetEvent::Ready {
+                    key,
+                    handshake,
+                    bound,
+                } => events.push(Ok((key, handshake, bound))),
+                FleetEvent::Closed { why, .. } => events.push(Err(why)),
+                FleetEvent::Message { .. } => {}
+            })?;
+        for event in events {
+            last_progress = Instant::now();
+            match event {
+                Ok((key, handshake, bound)) => {
+                    ready += 1;
+                    population.keys.push(key);
+                    population.handshake.record(handshake);
+                    population.bound.record(bound);
+                }
+                Err(why) => population.record_error(why),
+            }
+        }
+        if last_progress.elapsed() > setup.timeout {
+            population.record_error(format!(
+                "no progress for {:?}: {} of {wanted} connections ready",
+                setup.timeout, ready
+            ));
+            break;
+        }
+        progress.update(|| format!("connected {ready}/{wanted}, errors {}", population.errors));
+    }
+    progress.finish();
+    population.elapsed = started.elapsed();
+    population
+        .keys
+        .sort_by_key(|&key| population.index_of_key[key]);
+    Ok(population)
+}
+
+/// `connect`: open and bind connections, then hold them until the parent has measured.
+pub fn connect(
+    setup: &Setup,
+    conns: usize,
+    rate: f64,
+    ready: &mut dyn FnMut(),
+) -> std::io::Result<Value> {
+    let population = populate(setup, conns, "c", rate)?;
+    ready();
+    Ok(population.base_report())
+}
+
+/// The fields every direct message carries, so the receiver can check it.
+struct Stamp {
+    sender: usize,
+    seq: u64,
+    recipient: usize,
+    sent_at: u64,
+}
+
+fn encode_direct(stamp: &Stamp, size: usize) -> Vec<u8> {
+    let mut payload = format!(
+        "d{}:{:x}.{:x}.{:x}.{:x}.",
+        stamp.recipient, stamp.sender, stamp.seq, stamp.recipient, stamp.sent_at
+    )
+    .into_bytes();
+    let header = payload.iter().position(|&b| b == b':').map_or(0, |i| i + 1);
+    let body = (payload.len() - header).max(size);
+    payload.resize(header + body, b'x');
+    payload
+}
+
+fn decode_direct(payload: &[u8]) -> Option<Stamp> {
+    let mut fields = payload.split(|&b| b == b'.');
+    let mut next = || {
+        let field = std::str::from_utf8(fields.next()?).ok()?;
+        u64::from_str_radix(field, 16).ok()
+    };
+    Some(Stamp {
+        sender: next()? as usize,
+        seq: next()?,
+        recipient: next()? as usize,
+        sent_at: next()?,
+    })
+}
+
+/// Parameters of `direct`.
+#[derive(Debug, Clone, Copy)]
+pub struct Direct {
+    pub conns: usize,
+    pub senders: usize,
+    pub msgs: u64,
+    pub size: usize,
+    pub window: usize,
+    /// Open loop at this many messages per second (all shards together); `None`: closed loop.
+    pub msg_rate: Option<f64>,
+}
+
+/// `direct`: senders send `uid:payload` to random uids; receivers check and time every message.
+pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::io::Result<Value> {
+    let mut population = populate(setup, params.conns, "d", 0.0)?;
+    let shard = setup.shard;
+    let senders: Vec<usize> = (0..params.senders)
+        .filter(|s| shard.range(params.conns).contains(s))
+        .collect();
+    let budget = params.msgs * (shard.index as u64 + 1) / shard.count as u64
+        - params.msgs * shard.index as u64 / shard.count as u64;
+    let rate = params.msg_rate.map(|r| r / shard.count as f64);
+    ready();
+
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (shard.index as u64 + 1);
+    let mut in_flight = vec![0usize; params.senders];
+    let mut seqs = vec![0u64; params.senders];
+    let mut seen: HashSet<(usize, u64)> = HashSet::new();
+    let (mut sent, mut received, mut duplicates, mut misrouted) = (0u64, 0u64, 0u64, 0u64);
+    let mut closes = 0u64;
+    let mut latencies = Latencies::new();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut progress = Progress::new();
+    let mut next_sender = 0;
+    loop {
+        // Top up: the window per sender (closed loop) or the schedule (open loop).
+        let due = match rate {
+            Some(rate) => ((started.elapsed().as_secs_f64() * rate) as u64).min(budget),
+            None => budget,
+        };
+        let mut stalled = 0;
+        while sent < due && !senders.is_empty() && stalled < senders.len() {
+            let sender = senders[next_sender % senders.len()];
+            next_sender += 1;
+            if rate.is_none() && in_flight[sender] >= params.window {
+                stalled += 1;
+                continue;
+            }
+            stalled = 0;
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let recipient = (rng % params.conns as u64) as usize;
+            let stamp = Stamp {
+                sender,
+                seq: seqs[sender],
+                recipient,
+                sent_at: wall_nanos(),
+            };
+            seqs[sender] += 1;
+            in_flight[sender] += 1;
+            let key = population.keys[sender - population.range.start];
+            population
+                .fleet
+                .send_text(key, &encode_direct(&stamp, params.size));
+            sent += 1;
+        }
+        let finished_sending = sent == budget;
+        let wait = if rate.is_some() && !finished_sending {
+            Duration::from_micros(200)
+        } else {
+            Duration::from_millis(5)
+        };
+        let index_of_key = &population.index_of_key;
+        population.fleet.turn(wait, |event| match event {
+            FleetEvent::Message { key, payload } => {
+                last_progress = Instant::now();
+                let Some(stamp) = decode_direct(payload) else {
+                    misrouted += 1;
+                    return;
+                };
+                if stamp.recipient != index_of_key[key] {
+                    misrouted += 1;
+                } else if !seen.insert((stamp.sender, stamp.seq)) {
+                    duplicates += 1;
+                } else {
+                    received += 1;
+                    latencies.record(Duration::from_nanos(
+                        wall_nanos().saturating_sub(stamp.sent_at),
+                    ));
+                }
+                if let Some(count) = in_flight.get_mut(stamp.sender) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            FleetEvent::Closed { why, .. } => {
+                closes += 1;
+                population.errors += 1;
+                population.first_error.get_or_insert(why);
+            }
+            FleetEvent::Ready { .. } => {}
+        })?;
+        if finished_sending {
+            // One shard: done when everything arrived. Several: when quiet (others' messages
+            // may still be arriving here).
+            let all_here = shard.count == 1 && received + duplicates + misrouted >= sent;
+            if all_here || last_progress.elapsed() > quiet_period(setup, shard) {
+                break;
+            }
+        }
+        if last_progress.elapsed() > setup.timeout {
+            break;
+        }
+        progress.update(|| format!("sent {sent}/{budget}, received {received}"));
+    }
+    progress.finish();
+    let elapsed = started.elapsed();
+    let mut report = population.base_report();
+    report["sent"] = json!(sent);
+    report["received"] = json!(received);
+    report["duplicates"] = json!(duplicates);
+    report["misrouted"] = json!(misrouted);
+    report["closes"] = json!(closes);
+    report["run_ns"] = json!(elapsed.as_nanos() as u64);
+    report["latency_hist"] = json!(latencies.encode());
+    Ok(report)
+}
+
+/// How long to wait for stragglers once everything is sent.
+fn quiet_period(setup: &Setup, shard: Shard) -> Duration {
+    if shard.count == 1 {
+        setup.timeout
+    } else {
+        Duration::from_secs(1).min(setup.timeout)
+    }
+}
+
+/// Parameters of `broadcast`.
+#[derive(Debug, Clone, Copy)]
+pub struct Broadcast {
+    pub conns: usize,
+    pub rounds: u32,
+    pub size: usize,
+    /// Open loop: one round every interval (required with several processes). `None`: the next
+    /// round starts when every recipient has the previous one.
+    pub interval: Option<Duration>,
+}
+
+/// `broadcast`: `all:payload` rounds from connection 0; every recipient checks the rounds
+/// arrive once each and in order, and records how long each took to reach it.
+pub fn broadcast(
+    setup: &Setup,
+    params: &Broadcast,
+    ready: &mut dyn FnMut(),
+) -> std::io::Result<Value> {
+    let mut population = populate(setup, params.conns, "b", 0.0)?;
+    let shard = setup.shard;
+    let is_sender = shard.index == 0;
+    let local = population.keys.len();
+    ready();
+
+    let rounds = params.rounds as usize;
+    let mut receipts = vec![0u64; rounds];
+    let mut last_arrival = vec![0u64; rounds];
+    let mut sent_at = vec![0u64; rounds];
+    let mut expected_round = vec![0u32; population.index_of_key.len()];
+    let (mut lost, mut duplicates, mut closes) = (0u64, 0u64, 0u64);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut progress = Progress::new();
+    let mut next_round = 0usize;
+    loop {
+        let may_send = match params.interval {
+            Some(interval) => started.elapsed() >= interval * next_round as u32,
+            None => next_round == 0 || receipts[next_round - 1] >= population.fleet.live() as u64,
+        };
+        if is_sender && next_round < rounds && may_send {
+            let now = wall_nanos();
+            let mut payload = format!("all:{next_round:x}.{now:x}.").into_bytes();
+            payload.resize(4 + params.size.max(payload.len() - 4), b'x');
+            population.fleet.send_text(population.keys[0], &payload);
+            sent_at[next_round] = now;
+            next_round += 1;
+        }
+        population
+            .fleet
+            .turn(Duration::from_millis(1), |event| match event {
+                FleetEvent::Message { key, payload } => {
+                    last_progress = Instant::now();
+                    let mut fields = payload.split(|&b| b == b'.');
+                    let round = fields
+                        .next()
+                        .and_then(|f| std::str::from_utf8(f).ok())
+                        .and_then(|f| u32::from_str_radix(f, 16).ok());
+                    let stamp = fields
+                        .next()
+                        .and_then(|f| std::str::from_utf8(f).ok())
+                        .and_then(|f| u64::from_str_radix(f, 16).ok());
+                    let (Some(round), Some(stamp)) = (round, stamp) else {
+                        duplicates += 1;
+                        return;
+                    };
+                    let expected = &mut expected_round[key];
+                    if round < *expected || round as usize >= rounds {
+                        duplicates += 1;
+                        return;
+                    }
+                    lost += u64::from(round - *expected);
+                    *expected = round + 1;
+                    receipts[round as usize] += 1;
+                    let arrival = wall_nanos();
+                    last_arrival[round as usize] = last_arrival[round as usize].max(arrival);
+                    sent_at[round as usize] = stamp;
+                }
+                FleetEvent::Closed { .. } => closes += 1,
+                FleetEvent::Ready { .. } => {}
+            })?;
+        let all_done = receipts.last().is_some_and(|&r| r >= local as u64);
+        if all_done
+            || last_progress.elapsed()
+                > quiet_period(setup, shard).max(params.interval.unwrap_or_default() * 2)
+        {
+            break;
+        }
+        progress.update(|| format!("round {next_round}/{rounds}"));
+    }
+    progress.finish();
+    let elapsed = started.elapsed();
+    let time_to_last: Vec<u64> = (0..rounds)
+        .map(|r| last_arrival[r].saturating_sub(sent_at[r]) / 1000)
+        .collect();
+    let mut report = population.base_report();
+    report["receipts"] = json!(receipts);
+    report["time_to_last_us"] = json!(time_to_last);
+    // Gaps seen in the round sequence; rounds that never arrived at all are counted by the
+    // parent from the receipts.
+    report["gaps"] = json!(lost);
+    report["duplicates"] = json!(duplicates);
+    report["closes"] = json!(closes);
+    report["run_ns"] = json!(elapsed.as_nanos() as u64);
+    Ok(report)
+}
