@@ -13,6 +13,7 @@ use bytes::Bytes;
 use log::debug;
 use mio::net::TcpStream;
 use slab::Slab;
+use smallvec::SmallVec;
 
 use super::conn::{Conn, State, Tick, BLOCKED, DIRTY, IN_READY, OVERFLOW, READABLE, READ_PAUSED};
 use super::groups::Groups;
@@ -169,30 +170,31 @@ impl Core {
     /// Queues a data frame, applying the slow-consumer policy.
     fn queue_data(&mut self, key: usize, frame: &Bytes) -> SendStatus {
         let limit = self.config.max_send_buffer;
-        let conn = &mut self.conns[key];
-        if conn.state != State::Open {
-            return SendStatus::Dropped;
-        }
-        // An empty queue takes any message, so a message as large as the limit still goes out.
-        let queued = conn.outbox.len();
-        if queued > 0 && queued + frame.len() > limit {
-            self.stats.dropped_messages += 1;
-            if self.config.slow_consumer == SlowConsumerPolicy::Close {
-                debug!("closing slow consumer {}", self.id_of(key));
-                self.conns[key].outbox.keep_only_head();
-                self.close(key, CloseCode::POLICY, "slow consumer");
+        match offer(
+            &mut self.conns[key],
+            key,
+            frame,
+            limit,
+            &mut self.dirty,
+            &mut self.stats,
+        ) {
+            Offered::Queued(status) => status,
+            Offered::OverLimit => {
+                self.over_limit(key);
+                SendStatus::Dropped
             }
-            return SendStatus::Dropped;
         }
-        let status = if conn.has(BLOCKED) {
-            SendStatus::Queued
-        } else {
-            SendStatus::Sent
-        };
-        conn.outbox.push(frame.clone());
-        self.stats.messages_out += 1;
-        self.mark_dirty(key);
-        status
+    }
+
+    /// A message would overflow `key`'s send queue: count it, and close the connection if
+    /// that is the policy.
+    fn over_limit(&mut self, key: usize) {
+        self.stats.dropped_messages += 1;
+        if self.config.slow_consumer == SlowConsumerPolicy::Close {
+            debug!("closing slow consumer {}", self.id_of(key));
+            self.conns[key].outbox.keep_only_head();
+            self.close(key, CloseCode::POLICY, "slow consumer");
+        }
     }
 
     pub(crate) fn send(&mut self, id: ConnId, message: Message<'_>) -> SendStatus {
@@ -203,19 +205,60 @@ impl Core {
     }
 
     pub(crate) fn send_to_uid(&mut self, uid: &str, message: Message<'_>) -> usize {
-        let conns = self.registry.conns(uid);
-        if conns.is_empty() {
+        if self.registry.conns(uid).is_empty() {
             return 0;
         }
-        let conns: smallvec::SmallVec<[ConnId; 4]> = conns.iter().copied().collect();
         let frame = encode_message(message);
-        self.queue_to(conns, &frame)
+        let limit = self.config.max_send_buffer;
+        let mut over = SmallVec::<[usize; 2]>::new();
+        let mut queued = 0;
+        let Self {
+            registry,
+            conns,
+            dirty,
+            stats,
+            ..
+        } = self;
+        for id in registry.conns(uid) {
+            let key = id.key();
+            match offer(&mut conns[key], key, &frame, limit, dirty, stats) {
+                Offered::Queued(SendStatus::Dropped) => {}
+                Offered::Queued(_) => queued += 1,
+                Offered::OverLimit => over.push(key),
+            }
+        }
+        for key in over {
+            self.over_limit(key);
+        }
+        queued
     }
 
+    /// Sends to every bound connection: one pass over the connection table, in memory order.
     pub(crate) fn broadcast(&mut self, message: Message<'_>) -> usize {
         let frame = encode_message(message);
-        let conns: Vec<ConnId> = self.registry.all_conns().collect();
-        self.queue_to(conns, &frame)
+        let limit = self.config.max_send_buffer;
+        let mut over = Vec::new();
+        let mut queued = 0;
+        let Self {
+            conns,
+            dirty,
+            stats,
+            ..
+        } = self;
+        for (key, conn) in conns.iter_mut() {
+            if conn.uid.is_none() {
+                continue;
+            }
+            match offer(conn, key, &frame, limit, dirty, stats) {
+                Offered::Queued(SendStatus::Dropped) => {}
+                Offered::Queued(_) => queued += 1,
+                Offered::OverLimit => over.push(key),
+            }
+        }
+        for key in over {
+            self.over_limit(key);
+        }
+        queued
     }
 
     pub(crate) fn send_to_group(
@@ -557,6 +600,45 @@ impl Core {
             }
         }
     }
+}
+
+/// The outcome of offering a data frame to one connection's queue.
+enum Offered {
+    Queued(SendStatus),
+    /// The queue is full; the caller applies the slow-consumer policy.
+    OverLimit,
+}
+
+/// Queues `frame` on an open connection unless that would overflow its send queue (an empty
+/// queue takes any message, so a message as large as the limit still goes out). Takes the
+/// fields it needs separately so that callers can iterate the connection table.
+fn offer(
+    conn: &mut Conn,
+    key: usize,
+    frame: &Bytes,
+    limit: usize,
+    dirty: &mut Vec<usize>,
+    stats: &mut Stats,
+) -> Offered {
+    if conn.state != State::Open {
+        return Offered::Queued(SendStatus::Dropped);
+    }
+    let queued = conn.outbox.len();
+    if queued > 0 && queued + frame.len() > limit {
+        return Offered::OverLimit;
+    }
+    let status = if conn.has(BLOCKED) {
+        SendStatus::Queued
+    } else {
+        SendStatus::Sent
+    };
+    conn.outbox.push(frame.clone());
+    stats.messages_out += 1;
+    if !conn.has(DIRTY) {
+        conn.set(DIRTY);
+        dirty.push(key);
+    }
+    Offered::Queued(status)
 }
 
 /// A duration in ticks, capped where tick differences stay meaningful.

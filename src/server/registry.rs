@@ -56,11 +56,6 @@ impl Registry {
     pub(crate) fn uid_count(&self) -> usize {
         self.uids.len()
     }
-
-    /// Every bound connection.
-    pub(crate) fn all_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.uids.values().flatten().copied()
-    }
 }
 
 #[cfg(test)]
@@ -89,6 +84,5 @@ mod tests {
         registry.bind("bob", id(3));
         registry.bind("bob", id(3));
         assert_eq!(registry.conns("bob"), &[id(3)]);
-        assert_eq!(registry.all_conns().count(), 1);
     }
 }

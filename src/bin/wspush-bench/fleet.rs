@@ -89,6 +89,8 @@ impl Fleet {
     /// Starts a connection that logs in as `uid`; returns its key.
     pub fn open(&mut self, uid: &str) -> io::Result<usize> {
         let mut stream = TcpStream::connect(self.addr)?;
+        // Small messages must leave at once, not wait for the previous one's ACK.
+        stream.set_nodelay(true)?;
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(

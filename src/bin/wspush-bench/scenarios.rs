@@ -271,8 +271,10 @@ pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::i
             sent += 1;
         }
         let finished_sending = sent == budget;
+        // Open loop: the poller sleeps in whole milliseconds, so poll without sleeping while
+        // messages are due, or they would leave in bursts and time each other.
         let wait = if rate.is_some() && !finished_sending {
-            Duration::from_micros(200)
+            Duration::ZERO
         } else {
             Duration::from_millis(5)
         };
