@@ -2,8 +2,10 @@
 //! writes to any `io::Write`).
 //!
 //! Frames are `Bytes`: a broadcast frame is one allocation shared by every queue it sits in.
-//! Invariants: an empty outbox owns no heap memory; a single pending frame needs no queue
-//! allocation; `len` is always the number of unwritten bytes.
+//! Invariants: a single pending frame needs no queue allocation; a queue emptied by a write is
+//! kept for the connection's next burst until `release_spare` frees it (the reactor does that
+//! in its timer sweep, so an idle connection owns no heap memory); `len` is always the number
+//! of unwritten bytes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -136,11 +138,20 @@ impl Outbox {
                         n = 0;
                     }
                 }
-                if queue.is_empty() {
-                    self.frames = Frames::Empty;
-                }
             }
         }
+    }
+
+    /// Frees a queue allocation kept from an earlier burst, if nothing is waiting in it.
+    pub fn release_spare(&mut self) {
+        if self.len == 0 {
+            self.frames = Frames::Empty;
+        }
+    }
+
+    /// Whether an empty queue allocation is being kept.
+    pub fn has_spare(&self) -> bool {
+        self.len == 0 && matches!(self.frames, Frames::Many(_))
     }
 }
 
@@ -189,6 +200,8 @@ mod tests {
         socket.capacity = 100;
         assert_eq!(outbox.write_to(&mut socket).unwrap(), (3, Flushed::All, 2));
         assert_eq!(socket.written, b"abcdefgh");
+        assert!(outbox.has_spare());
+        outbox.release_spare();
         assert!(matches!(outbox.frames, Frames::Empty));
     }
 

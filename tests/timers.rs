@@ -90,7 +90,9 @@ fn shutdown_sends_1001_to_every_client() {
 
 #[test]
 fn sigterm_closes_clients_with_1001_and_exits_0() {
-    let mut server = BinaryServer::start(&[]);
+    // Long timeouts: the exit must come from the client's close, not from a timer (a client
+    // that sends its close frame and its FIN together must still be seen to have closed).
+    let mut server = BinaryServer::start(&["--shutdown-timeout", "60s", "--close-timeout", "60s"]);
     let mut client = RawClient::login(server.addr, "alice");
     server.signal(libc::SIGTERM);
     let (code, _) = client.expect_close();

@@ -104,7 +104,6 @@ impl Api {
             }
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(API_TOKEN_BASE + entry.key());
                     let interest = Interest::READABLE | Interest::WRITABLE;

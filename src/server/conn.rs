@@ -4,6 +4,7 @@
 //! and outbox are empty and unallocated); the handshake buffer exists only while a request is
 //! partly received.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use mio::net::TcpStream;
@@ -42,6 +43,8 @@ pub(crate) const BLOCKED: u8 = 1 << 3;
 pub(crate) const READ_PAUSED: u8 = 1 << 4;
 /// Accepted past the connection limit only to be answered 503.
 pub(crate) const OVERFLOW: u8 = 1 << 5;
+/// The poller reported the peer's FIN: read until end of stream, even after a short read.
+pub(crate) const PEER_CLOSED: u8 = 1 << 6;
 
 /// One TCP connection and its WebSocket state.
 #[derive(Debug)]
@@ -59,14 +62,21 @@ pub(crate) struct Conn {
     pub(crate) decoder: Decoder,
     pub(crate) outbox: Outbox,
     pub(crate) uid: Option<Rc<str>>,
-    /// The partial upgrade request, while one is being received. Boxed so that the common case,
-    /// no partial request, costs one pointer rather than a whole `Vec` per connection.
-    #[allow(clippy::box_collection)]
-    pub(crate) head: Option<Box<Vec<u8>>>,
+    /// The opening handshake, until it completes. Boxed so that an open connection pays one
+    /// pointer for it.
+    pub(crate) head: Option<Box<Handshake>>,
+}
+
+/// A handshake in progress: who connected (as `accept` reported it, saving a `getpeername`
+/// per connection) and the request received so far.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    pub(crate) peer: SocketAddr,
+    pub(crate) request: Vec<u8>,
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, gen: u32, now: Tick) -> Self {
+    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, gen: u32, now: Tick) -> Self {
         Self {
             stream,
             gen,
@@ -78,7 +88,10 @@ impl Conn {
             decoder: Decoder::default(),
             outbox: Outbox::default(),
             uid: None,
-            head: None,
+            head: Some(Box::new(Handshake {
+                peer,
+                request: Vec::new(),
+            })),
         }
     }
 

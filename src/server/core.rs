@@ -6,7 +6,7 @@
 //! `flush`, and sockets are dropped only in the reactor's reap phase.
 
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -131,11 +131,16 @@ impl Core {
     }
 
     /// Stores a new connection; `over_limit` ones only get a 503 answer.
-    pub(crate) fn insert(&mut self, stream: TcpStream, over_limit: bool) -> usize {
+    pub(crate) fn insert(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        over_limit: bool,
+    ) -> usize {
         self.next_gen = self.next_gen.wrapping_add(1);
         let key = self
             .conns
-            .insert(Conn::new(stream, self.next_gen, self.now));
+            .insert(Conn::new(stream, peer, self.next_gen, self.now));
         self.stats.accepted += 1;
         if over_limit {
             self.overflow += 1;
@@ -168,7 +173,7 @@ impl Core {
     }
 
     /// Queues a data frame, applying the slow-consumer policy.
-    fn queue_data(&mut self, key: usize, frame: &Bytes) -> SendStatus {
+    fn queue_data(&mut self, key: usize, frame: Bytes) -> SendStatus {
         let limit = self.config.max_send_buffer;
         match offer(
             &mut self.conns[key],
@@ -199,7 +204,7 @@ impl Core {
 
     pub(crate) fn send(&mut self, id: ConnId, message: Message<'_>) -> SendStatus {
         match self.key_of(id) {
-            Some(key) => self.queue_data(key, &encode_message(message)),
+            Some(key) => self.queue_data(key, encode_message(message)),
             None => SendStatus::Dropped,
         }
     }
@@ -219,9 +224,18 @@ impl Core {
             stats,
             ..
         } = self;
-        for id in registry.conns(uid) {
+        let recipients = registry.conns(uid);
+        let mut frame = Some(frame);
+        for (i, id) in recipients.iter().enumerate() {
             let key = id.key();
-            match offer(&mut conns[key], key, &frame, limit, dirty, stats) {
+            // The last recipient takes the frame itself: a single recipient costs no refcount.
+            let copy = if i + 1 == recipients.len() {
+                frame.take()
+            } else {
+                frame.clone()
+            };
+            let Some(copy) = copy else { break };
+            match offer(&mut conns[key], key, copy, limit, dirty, stats) {
                 Offered::Queued(SendStatus::Dropped) => {}
                 Offered::Queued(_) => queued += 1,
                 Offered::OverLimit => over.push(key),
@@ -249,7 +263,7 @@ impl Core {
             if conn.uid.is_none() {
                 continue;
             }
-            match offer(conn, key, &frame, limit, dirty, stats) {
+            match offer(conn, key, frame.clone(), limit, dirty, stats) {
                 Offered::Queued(SendStatus::Dropped) => {}
                 Offered::Queued(_) => queued += 1,
                 Offered::OverLimit => over.push(key),
@@ -288,7 +302,7 @@ impl Core {
     fn queue_to(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) -> usize {
         let mut queued = 0;
         for id in conns {
-            if self.queue_data(id.key(), frame) != SendStatus::Dropped {
+            if self.queue_data(id.key(), frame.clone()) != SendStatus::Dropped {
                 queued += 1;
             }
         }
@@ -503,6 +517,9 @@ impl Core {
     /// Applies every timeout: handshake, login, heartbeat, idle and close. One pass over all
     /// connections, run a few times per shortest timeout.
     pub(crate) fn sweep(&mut self) {
+        for (_, conn) in self.conns.iter_mut() {
+            conn.outbox.release_spare();
+        }
         let config = &self.config;
         let mut due = Vec::new();
         for (key, conn) in &self.conns {
@@ -615,7 +632,7 @@ enum Offered {
 fn offer(
     conn: &mut Conn,
     key: usize,
-    frame: &Bytes,
+    frame: Bytes,
     limit: usize,
     dirty: &mut Vec<usize>,
     stats: &mut Stats,
@@ -632,7 +649,7 @@ fn offer(
     } else {
         SendStatus::Sent
     };
-    conn.outbox.push(frame.clone());
+    conn.outbox.push(frame);
     stats.messages_out += 1;
     if !conn.has(DIRTY) {
         conn.set(DIRTY);

@@ -26,6 +26,8 @@ pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<mio::n
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit this: pushed messages are small and must not wait for ACKs.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(mio::net::TcpListener::from_std(socket.into()))

@@ -4,10 +4,14 @@
 //! connections bound to it. Invariants: a uid is present only while at least one connection is
 //! bound to it; a connection appears at most once, under at most one uid.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::rc::Rc;
 
 use smallvec::SmallVec;
+
+/// Maps keyed by client-chosen names: a fast hash with per-process random keys, so that
+/// crafted names cannot force collisions.
+type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
 
 use crate::ConnId;
 

@@ -86,11 +86,14 @@ impl Fleet {
         })
     }
 
-    /// Starts a connection that logs in as `uid`; returns its key.
-    pub fn open(&mut self, uid: &str) -> io::Result<usize> {
+    /// Starts a connection that logs in as `uid`; returns its key. A `sender` gets
+    /// TCP_NODELAY, so that its small messages leave at once rather than wait for ACKs; the
+    /// others skip that syscall.
+    pub fn open(&mut self, uid: &str, sender: bool) -> io::Result<usize> {
         let mut stream = TcpStream::connect(self.addr)?;
-        // Small messages must leave at once, not wait for the previous one's ACK.
-        stream.set_nodelay(true)?;
+        if sender {
+            stream.set_nodelay(true)?;
+        }
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -102,7 +105,7 @@ impl Fleet {
             format!("GET / HTTP/1.1\r\nHost: {}\r\n{REQUEST_HEAD}", self.addr).into_bytes();
         let key_bytes = next_mask(&mut self.mask_state);
         push_frame(&mut out, OpCode::Text, uid.as_bytes(), key_bytes);
-        entry.insert(Client {
+        let client = entry.insert(Client {
             stream,
             stage: Stage::Connecting,
             started: Instant::now(),
@@ -111,8 +114,15 @@ impl Fleet {
             decoder: Decoder::new(Role::Client),
             out,
             written: 0,
-            blocked: true,
+            blocked: false,
         });
+        // On loopback the connection is usually established before `connect` returns: send the
+        // request at once instead of waiting for the writable event. If it is not, the write
+        // fails and the writable event sends it.
+        write_out(client);
+        if client.written > 0 || client.out.is_empty() {
+            client.stage = Stage::Handshaking;
+        }
         Ok(key)
     }
 
@@ -161,7 +171,7 @@ impl Fleet {
                 return Err(e);
             }
         }
-        let ready: Vec<(usize, bool, bool)> = self
+        let ready: Vec<(usize, bool, bool, bool)> = self
             .events
             .iter()
             .map(|e| {
@@ -169,10 +179,11 @@ impl Fleet {
                     e.token().0,
                     e.is_readable() || e.is_read_closed() || e.is_error(),
                     e.is_writable(),
+                    e.is_read_closed() || e.is_error(),
                 )
             })
             .collect();
-        for (key, readable, writable) in ready {
+        for (key, readable, writable, peer_closed) in ready {
             let Some(client) = self.clients.get_mut(key) else {
                 continue;
             };
@@ -187,13 +198,13 @@ impl Fleet {
                 }
             }
             if readable && client.stage != Stage::Connecting {
-                self.read(key, &mut on_event);
+                self.read(key, peer_closed, &mut on_event);
             }
         }
         Ok(())
     }
 
-    fn read(&mut self, key: usize, on_event: &mut impl FnMut(FleetEvent<'_>)) {
+    fn read(&mut self, key: usize, peer_closed: bool, on_event: &mut impl FnMut(FleetEvent<'_>)) {
         loop {
             let client = &mut self.clients[key];
             let n = match client.stream.read(&mut self.scratch) {
@@ -223,8 +234,9 @@ impl Fleet {
             if let Err(why) = self.decode(key, start, n, on_event) {
                 return self.close(key, &why, on_event);
             }
-            if n < self.scratch.len() {
-                // A short read emptied the receive queue; new data raises a new edge.
+            if n < self.scratch.len() && !peer_closed {
+                // A short read emptied the receive queue; new data raises a new edge (a FIN
+                // already seen does not, so then read on to the end of the stream).
                 return;
             }
         }

@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// Most handshakes in flight at once, per process.
-    #[arg(long, global = true, default_value_t = 1000)]
+    #[arg(long, global = true, default_value_t = 300)]
     concurrency: usize,
     /// Set by the parent on its children: this process's shard, as INDEX/COUNT.
     #[arg(long, global = true, hide = true)]

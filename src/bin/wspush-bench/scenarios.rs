@@ -75,8 +75,14 @@ impl Population {
 }
 
 /// Opens and logs in this shard's connections `<prefix><index>`, at most `rate` per second
-/// (0: unlimited).
-fn populate(setup: &Setup, total: usize, prefix: &str, rate: f64) -> std::io::Result<Population> {
+/// (0: unlimited); those with an index below `senders` will send.
+fn populate(
+    setup: &Setup,
+    total: usize,
+    prefix: &str,
+    rate: f64,
+    senders: usize,
+) -> std::io::Result<Population> {
     let range = setup.shard.range(total);
     let mut population = Population {
         fleet: Fleet::new(setup.addr)?,
@@ -104,7 +110,10 @@ fn populate(setup: &Setup, total: usize, prefix: &str, rate: f64) -> std::io::Re
         while next < range.end.min(allowed_by_rate)
             && (next - range.start) - ready - (population.errors as usize) < setup.concurrency
         {
-            match population.fleet.open(&format!("{prefix}{next}")) {
+            match population
+                .fleet
+                .open(&format!("{prefix}{next}"), next < senders)
+            {
                 Ok(key) => {
                     if population.index_of_key.len() <= key {
                         population.index_of_key.resize(key + 1, usize::MAX);
@@ -163,7 +172,7 @@ pub fn connect(
     rate: f64,
     ready: &mut dyn FnMut(),
 ) -> std::io::Result<Value> {
-    let population = populate(setup, conns, "c", rate)?;
+    let population = populate(setup, conns, "c", rate, 0)?;
     ready();
     Ok(population.base_report())
 }
@@ -216,7 +225,7 @@ pub struct Direct {
 
 /// `direct`: senders send `uid:payload` to random uids; receivers check and time every message.
 pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::io::Result<Value> {
-    let mut population = populate(setup, params.conns, "d", 0.0)?;
+    let mut population = populate(setup, params.conns, "d", 0.0, params.senders)?;
     let shard = setup.shard;
     let senders: Vec<usize> = (0..params.senders)
         .filter(|s| shard.range(params.conns).contains(s))
@@ -360,7 +369,7 @@ pub fn broadcast(
     params: &Broadcast,
     ready: &mut dyn FnMut(),
 ) -> std::io::Result<Value> {
-    let mut population = populate(setup, params.conns, "b", 0.0)?;
+    let mut population = populate(setup, params.conns, "b", 0.0, 1)?;
     let shard = setup.shard;
     let is_sender = shard.index == 0;
     let local = population.keys.len();
