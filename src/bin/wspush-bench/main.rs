@@ -103,6 +103,25 @@ enum Scenario {
         #[arg(long, default_value_t = 1_000_000)]
         floor_writes: u64,
     },
+    /// POST /send/{uid} to the push API over keep-alive connections; report requests/s and
+    /// the latency from API call to WebSocket delivery.
+    Push {
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        /// The push API's address.
+        #[arg(long, default_value = "127.0.0.1:5678")]
+        api: SocketAddr,
+        /// Keep-alive connections to the API.
+        #[arg(long, default_value_t = 1)]
+        api_conns: usize,
+        /// Requests in flight per API connection (pipelined).
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// The physical floor: CPU per write of a small frame to N connected loopback sockets.
     Floor {
         #[arg(long, default_value_t = 10_000)]
@@ -221,6 +240,24 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
             },
             ready,
         ),
+        Scenario::Push {
+            conns,
+            api,
+            api_conns,
+            window,
+            requests,
+            size,
+        } => {
+            let params = scenarios::Push {
+                conns,
+                api,
+                api_conns,
+                window,
+                requests,
+                size,
+            };
+            scenarios::push(&setup, &params, ready)
+        }
         Scenario::Floor { .. } | Scenario::FloorWriter { .. } => unreachable!("handled in run"),
     };
     result.map_err(|e| format!("{e}"))
@@ -477,6 +514,23 @@ fn summarize(
             out["deliveries_per_s"] = json!(deliveries as f64 / run_s.max(1e-9));
             per_unit(&mut out, deliveries, "delivery");
         }
+        Scenario::Push { .. } => {
+            let answered = sum(shards, "answered");
+            let received = sum(shards, "received");
+            let run_s = max(shards, "run_ns") as f64 / 1e9;
+            out["requests"] = json!(answered);
+            out["failed"] = json!(sum(shards, "failed"));
+            out["first_failure"] = json!(shards
+                .iter()
+                .find_map(|s| s["first_failure"].as_str().map(str::to_owned)));
+            out["delivered"] = json!(received);
+            out["lost"] = json!(sum(shards, "sent").saturating_sub(received));
+            out["duplicates"] = json!(sum(shards, "duplicates"));
+            out["misrouted"] = json!(sum(shards, "misrouted"));
+            out["requests_per_s"] = json!(answered as f64 / run_s.max(1e-9));
+            out["latency_us"] = merged_hist(shards, "latency_hist").summary();
+            per_unit(&mut out, answered, "request");
+        }
         _ => {}
     }
     if let Some(floor) = floor {
@@ -491,6 +545,7 @@ fn scenario_name(scenario: &Scenario) -> &'static str {
         Scenario::Connect { .. } => "connect",
         Scenario::Direct { .. } => "direct",
         Scenario::Broadcast { .. } => "broadcast",
+        Scenario::Push { .. } => "push",
         Scenario::Floor { .. } | Scenario::FloorWriter { .. } => "floor",
     }
 }

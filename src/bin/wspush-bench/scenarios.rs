@@ -456,3 +456,181 @@ pub fn broadcast(
     report["run_ns"] = json!(elapsed.as_nanos() as u64);
     Ok(report)
 }
+
+/// Parameters of `push`.
+#[derive(Debug, Clone, Copy)]
+pub struct Push {
+    pub conns: usize,
+    /// The push API's address.
+    pub api: SocketAddr,
+    /// Keep-alive HTTP connections to the API.
+    pub api_conns: usize,
+    /// Requests in flight per API connection (pipelined).
+    pub window: usize,
+    pub requests: u64,
+    pub size: usize,
+}
+
+/// One keep-alive HTTP connection to the push API.
+struct ApiClient {
+    stream: std::net::TcpStream,
+    out: Vec<u8>,
+    input: Vec<u8>,
+    in_flight: usize,
+}
+
+/// `push`: `POST /send/{uid}` to random bound receivers over keep-alive connections; every
+/// delivery is checked and timed from the API call to its arrival on the WebSocket.
+pub fn push(setup: &Setup, params: &Push, ready: &mut dyn FnMut()) -> std::io::Result<Value> {
+    use std::io::{ErrorKind, Read, Write};
+
+    let mut population = populate(setup, params.conns, "p", 0.0, 0)?;
+    let shard = setup.shard;
+    let mut api: Vec<ApiClient> = Vec::new();
+    for _ in 0..params.api_conns.max(1) {
+        let stream = std::net::TcpStream::connect(params.api)?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        api.push(ApiClient {
+            stream,
+            out: Vec::new(),
+            input: Vec::new(),
+            in_flight: 0,
+        });
+    }
+    let budget = params.requests * (shard.index as u64 + 1) / shard.count as u64
+        - params.requests * shard.index as u64 / shard.count as u64;
+    let local = population.keys.len().max(1) as u64;
+    ready();
+
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (shard.index as u64 + 7);
+    let mut seen: HashSet<u64> = HashSet::new();
+    let (mut sent, mut answered, mut failed, mut received, mut duplicates, mut misrouted) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut first_failure: Option<String> = None;
+    let mut latencies = Latencies::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut progress = Progress::new();
+    loop {
+        for client in &mut api {
+            while client.in_flight < params.window && sent < budget {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let recipient = population.range.start + (rng % local) as usize;
+                let mut body = format!("{sent:x}.{recipient:x}.{:x}.", wall_nanos()).into_bytes();
+                body.resize(body.len().max(params.size), b'x');
+                client.out.extend_from_slice(
+                    format!(
+                        "POST /send/p{recipient} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                client.out.extend_from_slice(&body);
+                client.in_flight += 1;
+                sent += 1;
+            }
+            while !client.out.is_empty() {
+                match client.stream.write(&client.out) {
+                    Ok(n) => {
+                        client.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            loop {
+                match client.stream.read(&mut chunk) {
+                    Ok(0) => return Err(std::io::Error::other("the API closed the connection")),
+                    Ok(n) => client.input.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            while let Some((ok, len)) = take_response(&client.input) {
+                client.input.drain(..len);
+                client.in_flight -= 1;
+                answered += 1;
+                last_progress = Instant::now();
+                if let Err(why) = ok {
+                    failed += 1;
+                    first_failure.get_or_insert(why);
+                }
+            }
+        }
+        let index_of_key = &population.index_of_key;
+        population.fleet.turn(Duration::ZERO, |event| match event {
+            FleetEvent::Message { key, payload } => {
+                last_progress = Instant::now();
+                let mut fields = payload.split(|&b| b == b'.').map(|f| {
+                    std::str::from_utf8(f)
+                        .ok()
+                        .and_then(|f| u64::from_str_radix(f, 16).ok())
+                });
+                let (Some(Some(seq)), Some(Some(recipient)), Some(Some(at))) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    misrouted += 1;
+                    return;
+                };
+                if recipient as usize != index_of_key[key] {
+                    misrouted += 1;
+                } else if !seen.insert(seq) {
+                    duplicates += 1;
+                } else {
+                    received += 1;
+                    latencies.record(Duration::from_nanos(wall_nanos().saturating_sub(at)));
+                }
+            }
+            FleetEvent::Closed { why } => {
+                population.errors += 1;
+                population.first_error.get_or_insert(why);
+            }
+            FleetEvent::Ready { .. } => {}
+        })?;
+        if answered == budget && received + duplicates + misrouted + failed >= budget {
+            break;
+        }
+        if last_progress.elapsed() > setup.timeout {
+            break;
+        }
+        progress.update(|| format!("requests {answered}/{budget}, delivered {received}"));
+    }
+    progress.finish();
+    let mut report = population.base_report();
+    report["sent"] = json!(sent);
+    report["answered"] = json!(answered);
+    report["failed"] = json!(failed);
+    report["first_failure"] = json!(first_failure);
+    report["received"] = json!(received);
+    report["duplicates"] = json!(duplicates);
+    report["misrouted"] = json!(misrouted);
+    report["run_ns"] = json!(started.elapsed().as_nanos() as u64);
+    report["latency_hist"] = json!(latencies.encode());
+    Ok(report)
+}
+
+/// Takes one complete HTTP response off the front of `input`: whether it reported one
+/// delivery, and its length.
+fn take_response(input: &[u8]) -> Option<(Result<(), String>, usize)> {
+    let head_end = input.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&input[..head_end]).ok()?;
+    let body_len: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|len| len.trim().parse().ok())?;
+    let body = input.get(head_end..head_end + body_len)?;
+    let ok = if head.starts_with("HTTP/1.1 200") && body == br#"{"connections":1}"# {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {}",
+            head.lines().next().unwrap_or_default(),
+            String::from_utf8_lossy(body)
+        ))
+    };
+    Some((ok, head_end + body_len))
+}
