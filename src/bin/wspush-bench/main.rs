@@ -457,7 +457,8 @@ fn summarize(
         if let Some(cpu) = server_cpu.filter(|_| units > 0) {
             let us = cpu.as_secs_f64() * 1e6 / units as f64;
             out[format!("server_cpu_us_per_{name}")] = json!(us);
-            if let Some(floor) = floor_us {
+            // A floor too short to register a clock tick gives no ratio.
+            if let Some(floor) = floor_us.filter(|&floor| floor > 0.0) {
                 out[format!("server_cpu_per_{name}_vs_floor")] = json!(us / floor);
             }
             out["server_cpu_ms"] = json!(cpu.as_millis() as u64);

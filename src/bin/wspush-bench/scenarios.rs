@@ -225,19 +225,20 @@ pub struct Direct {
 
 /// `direct`: senders send `uid:payload` to random uids; receivers check and time every message.
 pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::io::Result<Value> {
-    let mut population = populate(setup, params.conns, "d", 0.0, params.senders)?;
     let shard = setup.shard;
-    let senders: Vec<usize> = (0..params.senders)
-        .filter(|s| shard.range(params.conns).contains(s))
-        .collect();
+    // Each shard's senders are the first connections of its own range.
+    let range = shard.range(params.conns);
+    let local_senders = shard.range(params.senders).len().min(range.len());
+    let senders: Vec<usize> = (range.start..range.start + local_senders).collect();
+    let mut population = populate(setup, params.conns, "d", 0.0, range.start + local_senders)?;
     let budget = params.msgs * (shard.index as u64 + 1) / shard.count as u64
         - params.msgs * shard.index as u64 / shard.count as u64;
     let rate = params.msg_rate.map(|r| r / shard.count as f64);
     ready();
 
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (shard.index as u64 + 1);
-    let mut in_flight = vec![0usize; params.senders];
-    let mut seqs = vec![0u64; params.senders];
+    let mut in_flight = vec![0usize; params.conns];
+    let mut seqs = vec![0u64; params.conns];
     let mut seen: HashSet<(usize, u64)> = HashSet::new();
     let (mut sent, mut received, mut duplicates, mut misrouted) = (0u64, 0u64, 0u64, 0u64);
     let mut closes = 0u64;

@@ -1,0 +1,199 @@
+//! `wspush-bench` keeps working: each scenario runs at small scale against the real server and
+//! its JSON summary must report every message delivered, none lost, duplicated or misrouted.
+//! (Figures are not checked here: speed is measured by running the tool, not by tests.)
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `wspush-bench` with `args` against `server`; returns its JSON summary.
+fn bench(server: &BinaryServer, args: &[&str]) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
+        .args(["--addr", &server.addr.to_string()])
+        .args(["--server-pid", &server.pid().to_string(), "--timeout", "5s"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wspush-bench");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wspush-bench {args:?} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "wspush-bench {args:?} failed: {out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn push_server() -> BinaryServer {
+    BinaryServer::start(&["--ping-interval", "off", "--idle-timeout", "off"])
+}
+
+fn assert_clean(summary: &Value, conns: u64) {
+    assert_eq!(summary["conns"], conns, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    for field in ["lost", "duplicates", "misrouted"] {
+        if !summary[field].is_null() {
+            assert_eq!(summary[field], 0, "{field} in {summary}");
+        }
+    }
+}
+
+#[test]
+fn connect_opens_binds_and_measures_server_memory() {
+    let server = push_server();
+    let summary = bench(&server, &["connect", "--conns", "200"]);
+    assert_eq!(summary["scenario"], "connect");
+    assert_clean(&summary, 200);
+    assert!(summary["connects_per_s"].as_f64().unwrap() > 0.0);
+    assert!(summary["server_rss_per_conn"].is_number(), "{summary}");
+    assert!(summary["handshake_us"]["p50"].is_u64(), "{summary}");
+}
+
+#[test]
+fn connect_splits_over_processes_and_sums_them() {
+    let server = push_server();
+    let summary = bench(&server, &["--procs", "2", "connect", "--conns", "300"]);
+    assert_eq!(summary["procs"], 2);
+    assert_clean(&summary, 300);
+}
+
+#[test]
+fn direct_closed_loop_delivers_every_message_once() {
+    let server = push_server();
+    let summary = bench(
+        &server,
+        &[
+            "direct",
+            "--conns",
+            "50",
+            "--senders",
+            "10",
+            "--window",
+            "4",
+            "--msgs",
+            "2000",
+            "--floor-writes",
+            "2000",
+        ],
+    );
+    assert_clean(&summary, 50);
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["delivered"].as_u64()),
+        (Some(2000), Some(2000))
+    );
+    assert!(summary["latency_us"]["p99"].is_u64(), "{summary}");
+    assert!(
+        summary["floor"]["cpu_us_per_write"].is_number(),
+        "{summary}"
+    );
+    assert!(summary["server_cpu_us_per_msg"].is_number(), "{summary}");
+}
+
+#[test]
+fn direct_open_loop_over_two_processes_delivers_every_message_once() {
+    let server = push_server();
+    let summary = bench(
+        &server,
+        &[
+            "--procs",
+            "2",
+            "direct",
+            "--conns",
+            "40",
+            "--senders",
+            "10",
+            "--msgs",
+            "2000",
+            "--msg-rate",
+            "4000",
+            "--floor-writes",
+            "0",
+        ],
+    );
+    assert_clean(&summary, 40);
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["delivered"].as_u64()),
+        (Some(2000), Some(2000))
+    );
+}
+
+#[test]
+fn broadcast_reaches_every_recipient_every_round() {
+    let server = push_server();
+    let summary = bench(
+        &server,
+        &[
+            "broadcast",
+            "--conns",
+            "100",
+            "--rounds",
+            "20",
+            "--floor-writes",
+            "2000",
+        ],
+    );
+    assert_clean(&summary, 100);
+    assert_eq!(summary["deliveries"], 2000, "{summary}");
+    assert!(summary["time_to_last_us"]["p99"].is_u64(), "{summary}");
+    assert!(
+        summary["server_cpu_us_per_delivery"].is_number(),
+        "{summary}"
+    );
+    assert_eq!(summary["floor"]["writes"], 2000, "{summary}");
+}
+
+#[test]
+fn push_delivers_every_api_request_to_its_recipient() {
+    let server = push_server();
+    let api = server.api.unwrap().to_string();
+    let summary = bench(
+        &server,
+        &[
+            "push",
+            "--api",
+            &api,
+            "--conns",
+            "50",
+            "--requests",
+            "1000",
+            "--window",
+            "4",
+        ],
+    );
+    assert_clean(&summary, 50);
+    assert_eq!(
+        (summary["requests"].as_u64(), summary["delivered"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(summary["failed"], 0, "{summary}");
+}
+
+#[test]
+fn floor_reports_cpu_per_write() {
+    let server = push_server();
+    let summary = bench(&server, &["floor", "--conns", "20", "--writes", "5000"]);
+    assert_eq!(summary["floor"]["writes"], 5000, "{summary}");
+    assert!(
+        summary["floor"]["cpu_us_per_write"].is_number(),
+        "{summary}"
+    );
+}
