@@ -19,6 +19,7 @@ mod handler;
 pub mod outbox;
 pub mod protocol;
 mod push;
+pub mod registry;
 mod server;
 mod stats;
 mod uid;

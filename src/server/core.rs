@@ -17,12 +17,12 @@ use smallvec::SmallVec;
 
 use super::conn::{Conn, State, Tick, BLOCKED, DIRTY, IN_READY, OVERFLOW, READABLE, READ_PAUSED};
 use super::groups::Groups;
-use super::registry::Registry;
 use crate::handler::{CloseInfo, Initiator};
 use crate::outbox::Flushed;
 use crate::protocol::close::{encode_close_payload, CloseFrame};
 use crate::protocol::handshake::error_response;
 use crate::protocol::{encode_frame, encode_message, CloseCode, Message, OpCode, ProtocolError};
+use crate::registry::Registry;
 use crate::stats::Gauges;
 use crate::{Config, ConnId, SendStatus, SlowConsumerPolicy, Stats};
 

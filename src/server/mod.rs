@@ -17,7 +17,6 @@ mod conn;
 mod core;
 mod groups;
 mod limits;
-mod registry;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;

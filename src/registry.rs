@@ -18,14 +18,15 @@ use crate::ConnId;
 /// Connections of one uid; one inline, as most users have a single connection.
 type Conns = SmallVec<[ConnId; 1]>;
 
+/// Which connections are bound to which uid.
 #[derive(Debug, Default)]
-pub(crate) struct Registry {
+pub struct Registry {
     uids: HashMap<Rc<str>, Conns>,
 }
 
 impl Registry {
     /// Adds `conn` under `uid` and returns the shared uid string for the connection to keep.
-    pub(crate) fn bind(&mut self, uid: &str, conn: ConnId) -> Rc<str> {
+    pub fn bind(&mut self, uid: &str, conn: ConnId) -> Rc<str> {
         if let Some((name, conns)) = self.uids.get_key_value(uid) {
             let name = Rc::clone(name);
             if !conns.contains(&conn) {
@@ -42,7 +43,7 @@ impl Registry {
     }
 
     /// Removes `conn` from `uid`, and the uid itself when it was its last connection.
-    pub(crate) fn unbind(&mut self, uid: &str, conn: ConnId) {
+    pub fn unbind(&mut self, uid: &str, conn: ConnId) {
         if let Some(conns) = self.uids.get_mut(uid) {
             conns.retain(|c| *c != conn);
             if conns.is_empty() {
@@ -52,12 +53,12 @@ impl Registry {
     }
 
     /// The connections bound to `uid`, oldest first.
-    pub(crate) fn conns(&self, uid: &str) -> &[ConnId] {
+    pub fn conns(&self, uid: &str) -> &[ConnId] {
         self.uids.get(uid).map_or(&[], |conns| conns.as_slice())
     }
 
     /// Number of uids with at least one connection.
-    pub(crate) fn uid_count(&self) -> usize {
+    pub fn uid_count(&self) -> usize {
         self.uids.len()
     }
 }
