@@ -1,7 +1,9 @@
 //! The uid → connections registry on the direct-message path: looking up a uid among 100,000
 //! bound ones (hit and miss), and binding plus unbinding one connection.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 use wspush::registry::Registry;
 use wspush::ConnId;
 
