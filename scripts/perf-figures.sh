@@ -12,12 +12,12 @@ OUT=${OUT:-target/perf}
 mkdir -p "$OUT"
 
 start_server() {
-  RUST_LOG=warn taskset -c 0 "$SERVER" --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
+  RUST_LOG=info taskset -c 0 "$SERVER" --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
     --ping-interval off --idle-timeout off 2>"$OUT/server.log" &
   SERVER_PID=$!
   for _ in $(seq 100); do
-    ADDR=$(sed -n 's/.* listening on \([0-9.:]*\) .*/\1/p' "$OUT/server.log")
-    API=$(sed -n 's#.*push API listening on http://\([0-9.:]*\).*#\1#p' "$OUT/server.log")
+    ADDR=$(sed -n 's/.* listening on \([0-9.:]*\) .*/\1/p' "$OUT/server.log" 2>/dev/null)
+    API=$(sed -n 's#.*push API listening on http://\([0-9.:]*\).*#\1#p' "$OUT/server.log" 2>/dev/null)
     [ -n "$ADDR" ] && [ -n "$API" ] && return
     sleep 0.05
   done
@@ -70,6 +70,8 @@ for name, path, label in [
     ("direct-paced", ["latency_us", "p99"], "direct paced 20k/s: p99 latency (us)"),
     ("direct-paced", ["latency_us", "p50"], "direct paced 20k/s: p50 latency (us)"),
     ("connect-10k", ["connects_per_s"], "connect+bind 10k: connections/s"),
+    ("direct-paced", ["host_steal_pct"], "direct paced 20k/s: host CPU steal (%)"),
+    ("direct-window", ["host_steal_pct"], "direct window 16: host CPU steal (%)"),
 ]:
     m, vals = med(name, path)
     print("%-55s median %-10s runs %s" % (label, None if m is None else round(m, 3), [round(v, 3) for v in vals]))

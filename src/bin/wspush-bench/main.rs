@@ -276,17 +276,19 @@ fn run_child(cli: &Cli, shard: Shard) -> Result<(), String> {
     Ok(())
 }
 
-/// Server resource use at one moment.
+/// Server resource use, and the machine's stolen CPU time, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 struct ServerSample {
     rss: Option<u64>,
     cpu: Option<Duration>,
+    machine: Option<(u64, u64)>,
 }
 
 fn sample(pid: Option<u32>) -> ServerSample {
     ServerSample {
         rss: pid.and_then(procstat::rss),
         cpu: pid.and_then(|pid| procstat::cpu_time(Some(pid))),
+        machine: procstat::machine_cpu(),
     }
 }
 
@@ -536,6 +538,10 @@ fn summarize(
     }
     if let Some(floor) = floor {
         out["floor"] = floor;
+    }
+    if let (Some((all0, steal0)), Some((all1, steal1))) = (at_ready.machine, after.machine) {
+        let all = all1.saturating_sub(all0).max(1);
+        out["host_steal_pct"] = json!(100.0 * steal1.saturating_sub(steal0) as f64 / all as f64);
     }
     out["wall_s"] = json!(wall.as_secs_f64());
     out

@@ -26,3 +26,19 @@ pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
 }
+
+/// Machine-wide CPU time so far: (all, stolen by the hypervisor), in ticks. Stolen time is
+/// when a virtual CPU was ready to run but the host ran something else: latency tails and CPU
+/// figures from such stretches are the host's, not the server's.
+pub fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let steal = *fields.get(7)?;
+    Some((fields.iter().take(8).sum(), steal))
+}
