@@ -215,8 +215,7 @@ impl Core {
         }
         let frame = encode_message(message);
         let limit = self.config.max_send_buffer;
-        let mut over = SmallVec::<[usize; 2]>::new();
-        let mut queued = 0;
+        let mut fanout = Fanout::default();
         let Self {
             registry,
             conns,
@@ -235,24 +234,16 @@ impl Core {
                 frame.clone()
             };
             let Some(copy) = copy else { break };
-            match offer(&mut conns[key], key, copy, limit, dirty, stats) {
-                Offered::Queued(SendStatus::Dropped) => {}
-                Offered::Queued(_) => queued += 1,
-                Offered::OverLimit => over.push(key),
-            }
+            fanout.record(key, offer(&mut conns[key], key, copy, limit, dirty, stats));
         }
-        for key in over {
-            self.over_limit(key);
-        }
-        queued
+        self.finish(fanout)
     }
 
     /// Sends to every bound connection: one pass over the connection table, in memory order.
     pub(crate) fn broadcast(&mut self, message: Message<'_>) -> usize {
         let frame = encode_message(message);
         let limit = self.config.max_send_buffer;
-        let mut over = Vec::new();
-        let mut queued = 0;
+        let mut fanout = Fanout::default();
         let Self {
             conns,
             dirty,
@@ -260,19 +251,20 @@ impl Core {
             ..
         } = self;
         for (key, conn) in conns.iter_mut() {
-            if conn.uid.is_none() {
-                continue;
-            }
-            match offer(conn, key, frame.clone(), limit, dirty, stats) {
-                Offered::Queued(SendStatus::Dropped) => {}
-                Offered::Queued(_) => queued += 1,
-                Offered::OverLimit => over.push(key),
+            if conn.uid.is_some() {
+                fanout.record(key, offer(conn, key, frame.clone(), limit, dirty, stats));
             }
         }
-        for key in over {
+        self.finish(fanout)
+    }
+
+    /// Applies the slow-consumer policy to the connections a fan-out found full; returns how
+    /// many it queued to.
+    fn finish(&mut self, fanout: Fanout) -> usize {
+        for key in fanout.over_limit {
             self.over_limit(key);
         }
-        queued
+        fanout.queued
     }
 
     pub(crate) fn send_to_group(
@@ -615,6 +607,23 @@ impl Core {
                 self.vanish(key);
                 false
             }
+        }
+    }
+}
+
+/// What a fan-out did: how many connections it queued to, and which were full.
+#[derive(Default)]
+struct Fanout {
+    queued: usize,
+    over_limit: SmallVec<[usize; 4]>,
+}
+
+impl Fanout {
+    fn record(&mut self, key: usize, offered: Offered) {
+        match offered {
+            Offered::Queued(SendStatus::Dropped) => {}
+            Offered::Queued(_) => self.queued += 1,
+            Offered::OverLimit => self.over_limit.push(key),
         }
     }
 }
