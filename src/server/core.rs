@@ -509,51 +509,46 @@ impl Core {
     /// Applies every timeout: handshake, login, heartbeat, idle and close. One pass over all
     /// connections, run a few times per shortest timeout.
     pub(crate) fn sweep(&mut self) {
-        for (_, conn) in self.conns.iter_mut() {
-            conn.outbox.release_spare();
-        }
+        let now = self.now;
+        let elapsed =
+            |since: Tick, duration: Duration| now.wrapping_sub(since) >= duration_ticks(duration);
         let config = &self.config;
         let mut due = Vec::new();
-        for (key, conn) in &self.conns {
+        for (key, conn) in self.conns.iter_mut() {
+            conn.outbox.release_spare();
             let action = match conn.state {
-                State::Handshake if self.has_elapsed(conn.since, config.handshake_timeout) => {
+                State::Handshake if elapsed(conn.since, config.handshake_timeout) => {
                     Timeout::Handshake
                 }
                 State::Open => {
                     let silent_since = conn.last_seen;
                     if config
                         .idle_timeout
-                        .is_some_and(|t| self.has_elapsed(silent_since, t))
+                        .is_some_and(|t| elapsed(silent_since, t))
                     {
                         Timeout::Idle
                     } else if conn.uid.is_none()
-                        && config
-                            .login_timeout
-                            .is_some_and(|t| self.has_elapsed(conn.since, t))
+                        && config.login_timeout.is_some_and(|t| elapsed(conn.since, t))
                     {
                         Timeout::Login
                     } else if config.ping_interval.is_some_and(|t| {
-                        self.has_elapsed(silent_since, t)
-                            && self.has_elapsed(conn.last_ping.max(silent_since), t)
+                        elapsed(silent_since, t) && elapsed(conn.last_ping.max(silent_since), t)
                     }) {
                         Timeout::Ping
                     } else {
                         continue;
                     }
                 }
-                State::Closing | State::Draining
-                    if self.has_elapsed(conn.since, config.close_timeout) =>
-                {
+                State::Closing | State::Draining if elapsed(conn.since, config.close_timeout) => {
                     Timeout::Close
                 }
                 _ => continue,
             };
             due.push((key, action));
         }
-        let now = self.now;
-        let grace = duration_ticks(self.config.group_grace);
+        let grace = self.config.group_grace;
         self.groups
-            .expire(|offline_since| now.wrapping_sub(offline_since) >= grace);
+            .expire(|offline_since| elapsed(offline_since, grace));
         for (key, action) in due {
             match action {
                 Timeout::Handshake => self.reject(key, 408, "handshake timed out"),
