@@ -55,17 +55,9 @@ fn assert_error_then_close(client: &mut Http, status_line: &str, message: &str) 
     client.expect_eof();
 }
 
-/// An in-process push server with the API configured by `api`.
-fn api_server(api: ApiConfig) -> TestServer {
-    TestServer::push(Config {
-        api: Some(api),
-        ..quiet_config()
-    })
-}
-
 /// An in-process push server with the default API configuration.
 fn default_api_server() -> TestServer {
-    api_server(ApiConfig::default())
+    TestServer::push_with_api(ApiConfig::default())
 }
 
 fn api_addr(server: &TestServer) -> SocketAddr {
@@ -469,7 +461,7 @@ fn declared_body_over_max_body_gets_413_before_the_body_is_sent() {
 
 #[test]
 fn body_of_exactly_max_body_is_accepted_and_one_more_byte_is_413() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         max_body: 16,
         ..Default::default()
     });
@@ -488,7 +480,7 @@ fn body_of_exactly_max_body_is_accepted_and_one_more_byte_is_413() {
 
 #[test]
 fn chunked_body_growing_over_max_body_gets_413() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         max_body: 16,
         ..Default::default()
     });
@@ -783,7 +775,7 @@ fn non_utf8_body_declared_as_text_gets_400_and_binary_types_pass() {
 
 #[test]
 fn request_stalled_mid_body_past_the_timeout_gets_408_then_close() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         timeout: Duration::from_millis(300),
         ..Default::default()
     });
@@ -820,7 +812,7 @@ fn request_stalled_mid_body_past_the_timeout_gets_408_then_close() {
 
 #[test]
 fn idle_keep_alive_connection_is_closed_silently_after_the_timeout() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         timeout: Duration::from_millis(300),
         ..Default::default()
     });
@@ -841,7 +833,7 @@ fn idle_keep_alive_connection_is_closed_silently_after_the_timeout() {
 
 #[test]
 fn api_errors_do_not_affect_websocket_clients() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         max_body: 64,
         timeout: Duration::from_millis(300),
         ..Default::default()
@@ -897,7 +889,7 @@ fn api_errors_do_not_affect_websocket_clients() {
 
 #[test]
 fn api_key_is_required_as_a_bearer_token() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         key: Some("s3cret".into()),
         ..Default::default()
     });

@@ -8,14 +8,7 @@ use std::time::Duration;
 
 use common::http::Http;
 use common::*;
-use wspush::{ApiConfig, Config};
-
-fn api_server(api: ApiConfig) -> TestServer {
-    TestServer::push(Config {
-        api: Some(api),
-        ..quiet_config()
-    })
-}
+use wspush::ApiConfig;
 
 /// Reads `count` complete responses, checking each is a 200 framed by `Content-Length`.
 fn read_responses(api: &mut Http, count: usize) {
@@ -34,7 +27,7 @@ fn read_responses(api: &mut Http, count: usize) {
 
 #[test]
 fn answers_every_request_of_a_client_that_pipelines_past_the_high_water_mark() {
-    let server = api_server(ApiConfig::default());
+    let server = TestServer::push_with_api(ApiConfig::default());
     let mut api = Http::connect(server.api.unwrap());
     // About 55 KB of requests arrive in one read; their answers (each metrics page is a few
     // KB) run far past the 1 MiB mark at which answering pauses until output drains.
@@ -46,7 +39,7 @@ fn answers_every_request_of_a_client_that_pipelines_past_the_high_water_mark() {
 
 #[test]
 fn clients_past_the_connection_limit_are_served_when_a_slot_frees() {
-    let server = api_server(ApiConfig {
+    let server = TestServer::push_with_api(ApiConfig {
         max_connections: 1,
         timeout: Duration::from_secs(30),
         ..ApiConfig::default()

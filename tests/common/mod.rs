@@ -61,6 +61,14 @@ impl TestServer {
         Self::start(config, wspush::PushProtocol::new)
     }
 
+    /// The reference push protocol with timers off and the push API enabled as `api`.
+    pub fn push_with_api(api: wspush::ApiConfig) -> Self {
+        Self::push(Config {
+            api: Some(api),
+            ..quiet_config()
+        })
+    }
+
     /// The echo handler with `config`.
     pub fn echo(config: Config) -> Self {
         Self::start(config, || wspush::Echo)
