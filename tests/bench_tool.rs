@@ -66,6 +66,9 @@ fn connect_opens_binds_and_measures_server_memory() {
     assert!(summary["connects_per_s"].as_f64().unwrap() > 0.0);
     assert!(summary["server_rss_per_conn"].is_number(), "{summary}");
     assert!(summary["handshake_us"]["p50"].is_u64(), "{summary}");
+    // Both sides' CPU per connection while connecting, to show which one limits the rate.
+    assert!(summary["connect_tool_cpu_us_per_conn"].is_number(), "{summary}");
+    assert!(summary["connect_server_cpu_us_per_conn"].is_number(), "{summary}");
 }
 
 #[test]

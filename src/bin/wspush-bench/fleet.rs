@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
 use wspush::protocol::frame::{encode_header, MAX_HEADER_LEN};
 use wspush::protocol::mask::apply_mask;
 use wspush::protocol::{Decoder, Event, Message, OpCode, Role};
@@ -71,6 +72,8 @@ pub struct Fleet {
     mask_state: u64,
     /// Keys with output left after a write returned `WouldBlock`.
     dirty: Vec<usize>,
+    /// Sockets created ahead of their connect (see `prepare`).
+    spare: Vec<Socket>,
 }
 
 impl Fleet {
@@ -83,14 +86,49 @@ impl Fleet {
             scratch: vec![0; 256 << 10],
             mask_state: 0x9E37_79B9_7F4A_7C15,
             dirty: Vec::new(),
+            spare: Vec::new(),
         })
+    }
+
+    /// Creates up to `count` sockets now, so that `open` only connects: socket creation is
+    /// work on the client alone, and a connect-rate measurement should not carry it.
+    pub fn prepare(&mut self, count: usize) -> io::Result<()> {
+        let domain = Domain::for_address(self.addr);
+        while self.spare.len() < count {
+            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            self.spare.push(socket);
+        }
+        Ok(())
+    }
+
+    /// Starts a non-blocking connect on a prepared socket, or on a new one.
+    fn connect(&mut self) -> io::Result<TcpStream> {
+        let socket = match self.spare.pop() {
+            Some(socket) => socket,
+            None => {
+                let socket = Socket::new(
+                    Domain::for_address(self.addr),
+                    Type::STREAM,
+                    Some(Protocol::TCP),
+                )?;
+                socket.set_nonblocking(true)?;
+                socket
+            }
+        };
+        match socket.connect(&self.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(socket.into()))
     }
 
     /// Starts a connection that logs in as `uid`; returns its key. A `sender` gets
     /// TCP_NODELAY, so that its small messages leave at once rather than wait for ACKs; the
     /// others skip that syscall.
     pub fn open(&mut self, uid: &str, sender: bool) -> io::Result<usize> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = self.connect()?;
         if sender {
             stream.set_nodelay(true)?;
         }

@@ -442,6 +442,15 @@ fn summarize(
         "handshake_us": merged_hist(shards, "handshake_hist").summary(),
         "bind_us": merged_hist(shards, "bound_hist").summary(),
     });
+    if conns > 0 {
+        // Who limits the connect rate: both sides' CPU per connection while connecting.
+        let tool_cpu_ns = sum(shards, "connect_cpu_ns");
+        out["connect_tool_cpu_us_per_conn"] = json!(tool_cpu_ns as f64 / 1e3 / conns as f64);
+        if let (Some(start), Some(end)) = (before.cpu, at_ready.cpu) {
+            out["connect_server_cpu_us_per_conn"] =
+                json!(end.saturating_sub(start).as_secs_f64() * 1e6 / conns as f64);
+        }
+    }
     if let (Some(rss_before), Some(rss_ready)) = (before.rss, at_ready.rss) {
         out["server_rss_before"] = json!(rss_before);
         out["server_rss_connected"] = json!(rss_ready);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::fleet::{Fleet, FleetEvent};
+use crate::procstat::cpu_time;
 use crate::report::{wall_nanos, Latencies, Progress};
 
 /// This process's share of a run.
@@ -54,6 +55,8 @@ struct Population {
     handshake: Latencies,
     bound: Latencies,
     elapsed: Duration,
+    /// This process's CPU time while connecting.
+    cpu: Duration,
 }
 
 impl Population {
@@ -68,6 +71,7 @@ impl Population {
             "errors": self.errors,
             "first_error": self.first_error,
             "connect_elapsed_ns": self.elapsed.as_nanos() as u64,
+            "connect_cpu_ns": self.cpu.as_nanos() as u64,
             "handshake_hist": self.handshake.encode(),
             "bound_hist": self.bound.encode(),
         })
@@ -94,8 +98,11 @@ fn populate(
         handshake: Latencies::new(),
         bound: Latencies::new(),
         elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
     };
     let wanted = range.len();
+    population.fleet.prepare(wanted)?;
+    let cpu_before = cpu_time(None).unwrap_or_default();
     let started = Instant::now();
     let mut next = range.start;
     let mut ready = 0usize;
@@ -159,6 +166,9 @@ fn populate(
     }
     progress.finish();
     population.elapsed = started.elapsed();
+    population.cpu = cpu_time(None)
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
     population
         .keys
         .sort_by_key(|&key| population.index_of_key[key]);
