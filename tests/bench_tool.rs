@@ -67,8 +67,21 @@ fn connect_opens_binds_and_measures_server_memory() {
     assert!(summary["server_rss_per_conn"].is_number(), "{summary}");
     assert!(summary["handshake_us"]["p50"].is_u64(), "{summary}");
     // Both sides' CPU per connection while connecting, to show which one limits the rate.
-    assert!(summary["connect_tool_cpu_us_per_conn"].is_number(), "{summary}");
-    assert!(summary["connect_server_cpu_us_per_conn"].is_number(), "{summary}");
+    assert!(
+        summary["connect_tool_cpu_us_per_conn"].is_number(),
+        "{summary}"
+    );
+    assert!(
+        summary["connect_server_cpu_us_per_conn"].is_number(),
+        "{summary}"
+    );
+}
+
+#[test]
+fn connect_with_early_login_binds_every_connection() {
+    let server = push_server();
+    let summary = bench(&server, &["--early-login", "connect", "--conns", "200"]);
+    assert_clean(&summary, 200);
 }
 
 #[test]

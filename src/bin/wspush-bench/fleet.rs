@@ -60,6 +60,8 @@ struct Client {
     out: Vec<u8>,
     written: usize,
     blocked: bool,
+    /// The login frame, held until the `101` arrives.
+    login: Vec<u8>,
 }
 
 /// Many client connections driven by one poll.
@@ -74,10 +76,16 @@ pub struct Fleet {
     dirty: Vec<usize>,
     /// Sockets created ahead of their connect (see `prepare`).
     spare: Vec<Socket>,
+    /// Send the login right behind the upgrade request instead of after the `101`.
+    early_login: bool,
 }
 
 impl Fleet {
-    pub fn new(addr: SocketAddr) -> io::Result<Self> {
+    /// A fleet connecting to `addr`. With `early_login`, each connection sends its login frame
+    /// in the same write as the upgrade request, saving a round trip; RFC 6455 §4.1 has a
+    /// client wait for the server's answer first, so this works only with servers that keep
+    /// bytes following the request (wspush does).
+    pub fn new(addr: SocketAddr, early_login: bool) -> io::Result<Self> {
         Ok(Self {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -87,16 +95,15 @@ impl Fleet {
             mask_state: 0x9E37_79B9_7F4A_7C15,
             dirty: Vec::new(),
             spare: Vec::new(),
+            early_login,
         })
     }
 
     /// Creates up to `count` sockets now, so that `open` only connects: socket creation is
     /// work on the client alone, and a connect-rate measurement should not carry it.
     pub fn prepare(&mut self, count: usize) -> io::Result<()> {
-        let domain = Domain::for_address(self.addr);
         while self.spare.len() < count {
-            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_nonblocking(true)?;
+            let socket = new_socket(self.addr)?;
             self.spare.push(socket);
         }
         Ok(())
@@ -106,15 +113,7 @@ impl Fleet {
     fn connect(&mut self) -> io::Result<TcpStream> {
         let socket = match self.spare.pop() {
             Some(socket) => socket,
-            None => {
-                let socket = Socket::new(
-                    Domain::for_address(self.addr),
-                    Type::STREAM,
-                    Some(Protocol::TCP),
-                )?;
-                socket.set_nonblocking(true)?;
-                socket
-            }
+            None => new_socket(self.addr)?,
         };
         match socket.connect(&self.addr.into()) {
             Ok(()) => {}
@@ -141,8 +140,18 @@ impl Fleet {
         )?;
         let mut out =
             format!("GET / HTTP/1.1\r\nHost: {}\r\n{REQUEST_HEAD}", self.addr).into_bytes();
+        let mut login = Vec::new();
         let key_bytes = next_mask(&mut self.mask_state);
-        push_frame(&mut out, OpCode::Text, uid.as_bytes(), key_bytes);
+        push_frame(
+            if self.early_login {
+                &mut out
+            } else {
+                &mut login
+            },
+            OpCode::Text,
+            uid.as_bytes(),
+            key_bytes,
+        );
         let client = entry.insert(Client {
             stream,
             stage: Stage::Connecting,
@@ -153,6 +162,7 @@ impl Fleet {
             out,
             written: 0,
             blocked: false,
+            login,
         });
         // On loopback the connection is usually established before `connect` returns: send the
         // request at once instead of waiting for the writable event. If it is not, the write
@@ -268,6 +278,17 @@ impl Fleet {
                 let extra = client.head.len() - (end + 4);
                 start = n - extra;
                 client.head = Vec::new();
+                if !client.login.is_empty() {
+                    let had_output = !client.out.is_empty();
+                    client.out.append(&mut client.login);
+                    client.login = Vec::new();
+                    if !client.blocked {
+                        write_out(client);
+                    }
+                    if !had_output && !client.out.is_empty() {
+                        self.dirty.push(key);
+                    }
+                }
             }
             if let Err(why) = self.decode(key, start, n, on_event) {
                 return self.close(key, &why, on_event);
@@ -351,6 +372,16 @@ impl Fleet {
             });
         }
     }
+}
+
+/// A non-blocking TCP socket that resets rather than lingers when closed: a load run ends by
+/// dropping thousands of connections, and ordinary closes would leave as many ports in
+/// TIME_WAIT for a minute, which makes every later `connect` on the machine slower.
+pub fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_linger(Some(Duration::ZERO))?;
+    Ok(socket)
 }
 
 /// Writes what the kernel takes of a client's pending output.

@@ -45,6 +45,12 @@ struct Cli {
     /// Most handshakes in flight at once, per process.
     #[arg(long, global = true, default_value_t = 300)]
     concurrency: usize,
+    /// Send each connection's login message in the same write as its upgrade request instead
+    /// of after the server's 101 answer: one round trip less per connection. RFC 6455 §4.1
+    /// has clients wait for the answer, so use it only with servers that accept this (wspush
+    /// does).
+    #[arg(long, global = true)]
+    early_login: bool,
     /// Set by the parent on its children: this process's shard, as INDEX/COUNT.
     #[arg(long, global = true, hide = true)]
     shard: Option<String>,
@@ -197,6 +203,7 @@ fn setup(cli: &Cli, shard: Shard) -> Setup {
         shard,
         timeout: cli.timeout,
         concurrency: cli.concurrency,
+        early_login: cli.early_login,
     }
 }
 

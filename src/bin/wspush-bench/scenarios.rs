@@ -40,6 +40,8 @@ pub struct Setup {
     pub timeout: Duration,
     /// Most handshakes in flight at once.
     pub concurrency: usize,
+    /// Send each login right behind its upgrade request (see `Fleet::new`).
+    pub early_login: bool,
 }
 
 /// Connections opened and logged in, by global index.
@@ -89,7 +91,7 @@ fn populate(
 ) -> std::io::Result<Population> {
     let range = setup.shard.range(total);
     let mut population = Population {
-        fleet: Fleet::new(setup.addr)?,
+        fleet: Fleet::new(setup.addr, setup.early_login)?,
         index_of_key: Vec::new(),
         keys: Vec::new(),
         range: range.clone(),
