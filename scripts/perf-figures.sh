@@ -43,6 +43,7 @@ run broadcast-10k broadcast --conns 10000 --rounds 200
 run direct-window direct --conns 1000 --senders 100 --window 16 --msgs 400000
 run direct-paced direct --conns 1000 --senders 100 --msgs 200000 --msg-rate 20000 --floor-writes 0
 run connect-10k connect --conns 10000
+run connect-10k-early --early-login connect --conns 10000
 
 python3 - "$OUT" <<'PY'
 import json, statistics, sys, glob, os
@@ -70,6 +71,10 @@ for name, path, label in [
     ("direct-paced", ["latency_us", "p99"], "direct paced 20k/s: p99 latency (us)"),
     ("direct-paced", ["latency_us", "p50"], "direct paced 20k/s: p50 latency (us)"),
     ("connect-10k", ["connects_per_s"], "connect+bind 10k: connections/s"),
+    ("connect-10k", ["connect_tool_cpu_us_per_conn"], "connect+bind 10k: tool CPU per connection (us)"),
+    ("connect-10k", ["connect_server_cpu_us_per_conn"], "connect+bind 10k: server CPU per connection (us)"),
+    ("connect-10k-early", ["connects_per_s"], "connect+bind 10k, --early-login: connections/s"),
+    ("connect-10k-early", ["connect_tool_cpu_us_per_conn"], "connect+bind 10k, --early-login: tool CPU per connection (us)"),
     ("direct-paced", ["host_steal_pct"], "direct paced 20k/s: host CPU steal (%)"),
     ("direct-window", ["host_steal_pct"], "direct window 16: host CPU steal (%)"),
 ]:
