@@ -377,7 +377,7 @@ impl Fleet {
 /// A non-blocking TCP socket that resets rather than lingers when closed: a load run ends by
 /// dropping thousands of connections, and ordinary closes would leave as many ports in
 /// TIME_WAIT for a minute, which makes every later `connect` on the machine slower.
-pub fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_linger(Some(Duration::ZERO))?;

@@ -112,7 +112,7 @@ pub fn write(target: SocketAddr, conns: usize, writes: u64, size: usize) -> io::
         let socket = TcpStream::connect(target)?;
         socket.set_nodelay(true)?;
         socket.set_nonblocking(true)?;
-        // Reset on close: no port left in TIME_WAIT (see `fleet::new_socket`).
+        // Reset on close: no port left in TIME_WAIT (as the fleet does).
         socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO))?;
         sockets.push(socket);
     }
