@@ -18,17 +18,9 @@ cargo build --release --bins -q
 OUT=${OUT:-target/perf}
 mkdir -p "$OUT"
 
-RUST_LOG=info taskset -c 0 target/release/wspush --listen 127.0.0.1:0 --api-listen off \
-  --ping-interval off --idle-timeout off 2>"$OUT/server.log" &
-SERVER_PID=$!
+. scripts/server.sh
+start_server
 trap 'kill "$SERVER_PID" 2>/dev/null || true; echo 0 > "$T/tracing_on"; echo 0 > "$T/events/enable"' EXIT
-ADDR=
-for _ in $(seq 100); do
-  ADDR=$(sed -n 's/.* listening on \([0-9.:]*\) .*/\1/p' "$OUT/server.log")
-  [ -n "$ADDR" ] && break
-  sleep 0.05
-done
-[ -n "$ADDR" ] || { echo "server did not start" >&2; exit 1; }
 
 EVENTS="raw_syscalls/sys_enter net/net_dev_xmit ipi/ipi_send_cpu ipi/ipi_send_cpumask sched/sched_wakeup"
 echo 0 > "$T/tracing_on"

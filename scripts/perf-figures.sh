@@ -6,24 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${RUNS:-3}
 cargo build --release --bins -q
-SERVER=target/release/wspush
 BENCH="taskset -c 1 target/release/wspush-bench"
 OUT=${OUT:-target/perf}
 mkdir -p "$OUT"
 
-start_server() {
-  RUST_LOG=info taskset -c 0 "$SERVER" --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
-    --ping-interval off --idle-timeout off 2>"$OUT/server.log" &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    ADDR=$(sed -n 's/.* listening on \([0-9.:]*\) .*/\1/p' "$OUT/server.log" 2>/dev/null)
-    API=$(sed -n 's#.*push API listening on http://\([0-9.:]*\).*#\1#p' "$OUT/server.log" 2>/dev/null)
-    [ -n "$ADDR" ] && [ -n "$API" ] && return
-    sleep 0.05
-  done
-  echo "server did not start" >&2; exit 1
-}
-stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
+. scripts/server.sh
 trap 'kill "${SERVER_PID:-}" 2>/dev/null || true' EXIT
 
 run() {  # name, then wspush-bench arguments

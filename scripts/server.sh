@@ -1,0 +1,18 @@
+# Sourced by the measurement scripts: starts and stops a release wspush pinned to CPU 0, the way
+# every published figure is taken. Needs $OUT (a directory for the server's log).
+
+# Starts the server; sets SERVER_PID, ADDR (WebSocket) and API (push API).
+start_server() {
+  RUST_LOG=info taskset -c 0 target/release/wspush --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
+    --ping-interval off --idle-timeout off 2>"$OUT/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    ADDR=$(sed -n 's/.* listening on \([0-9.:]*\) .*/\1/p' "$OUT/server.log" 2>/dev/null)
+    API=$(sed -n 's#.*push API listening on http://\([0-9.:]*\).*#\1#p' "$OUT/server.log" 2>/dev/null)
+    [ -n "$ADDR" ] && [ -n "$API" ] && return
+    sleep 0.05
+  done
+  echo "server did not start" >&2; exit 1
+}
+
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; }
