@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Subprotocols the server answers, comma-separated: the first one the client offers
+    /// (client's order of preference) that is listed here [default: none].
+    #[arg(long, env = "WSPUSH_SUBPROTOCOLS", value_delimiter = ',')]
+    pub subprotocols: Vec<String>,
+
     /// Require signed logins: clients connect with ?uid=&expires=&sig=<hex HMAC-SHA256(secret,
     /// "uid:expires")> (push mode). Prefer the environment variable: flags show in `ps`.
     #[arg(long, env = "WSPUSH_AUTH_SECRET", hide_env_values = true)]
@@ -143,6 +148,7 @@ impl Cli {
             max_connections: self.max_connections,
             max_message_size: self.max_message_size,
             allowed_origins: self.allowed_origins.clone(),
+            subprotocols: self.subprotocols.clone(),
             max_handshake_size: self.max_handshake_size,
             handshake_timeout: self.handshake_timeout,
             login_timeout: match self.mode {

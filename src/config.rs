@@ -34,6 +34,11 @@ pub struct Config {
     /// WebSocket hijacking from browsers; others get `403`. Requests without an `Origin` header
     /// (non-browser clients) are allowed. Empty: any origin. Default empty.
     pub allowed_origins: Vec<String>,
+    /// Subprotocols the server speaks, answered when the handler's `Accept` names none: the
+    /// first one the client offers (in the client's order of preference) that is in this list.
+    /// A client that offers none gets none; one that offers only others gets none, and its
+    /// WebSocket library decides whether to go on. Each must be an HTTP token. Default empty.
+    pub subprotocols: Vec<String>,
     /// Largest opening handshake request; larger ones get `431`. Default 8 KiB.
     pub max_handshake_size: usize,
     /// Time a new connection has to complete its handshake; then it gets `408`. Default 10 s.
@@ -109,6 +114,7 @@ impl Default for Config {
             max_connections: None,
             max_message_size: 1 << 20,
             allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
             max_handshake_size: 8 << 10,
             handshake_timeout: Duration::from_secs(10),
             login_timeout: Some(Duration::from_secs(30)),
@@ -122,5 +128,33 @@ impl Default for Config {
             read_buffer_size: 64 << 10,
             api: None,
         }
+    }
+}
+
+/// A configuration that cannot work, refused by `Server::bind` before anything starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks that the options make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(bad) = self
+            .subprotocols
+            .iter()
+            .find(|name| !crate::protocol::http::is_token(name))
+        {
+            return Err(ConfigError(format!(
+                "subprotocol {bad:?} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+            )));
+        }
+        Ok(())
     }
 }

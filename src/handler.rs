@@ -1,25 +1,29 @@
-//! The callbacks an application implements, and the values they receive.
+//! The callbacks an application implements, and the values they receive and return.
 //!
 //! A `Handler` is driven by the reactor thread alone; it may keep plain mutable state. Callbacks
-//! must not block: everything they do goes through the `Context`, which only queues work.
+//! must not block: everything they do goes through the `Context`, which only queues work. This
+//! module holds no I/O and no state of the server's; the WebSocket endpoint calls into it.
 
 use std::net::SocketAddr;
 
-use crate::protocol::{CloseCode, Message};
-use crate::{ConnId, Context};
+use crate::protocol::http::{first_header, list_items};
+use crate::protocol::Message;
+use crate::{CloseInfo, ConnId, Context};
 
 /// Application callbacks, in the style of Workerman's `onConnect` / `onMessage` / `onClose`.
 pub trait Handler {
-    /// A client completed a valid upgrade request. Return `Err` to refuse it with an HTTP
-    /// status instead of `101`; a refused connection gets no `on_close`.
+    /// A client completed a valid upgrade request. Return the [`Accept`] that shapes the
+    /// `101 Switching Protocols` answer (a subprotocol, extra headers; `Accept::default()` for
+    /// none), or `Err` to refuse it with an HTTP status instead; a refused connection gets no
+    /// `on_close`. Messages sent to `conn` here go out right after the `101`.
     fn on_open(
         &mut self,
         ctx: &mut Context<'_>,
         conn: ConnId,
         request: &Request<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Accept, Rejection> {
         let _ = (ctx, conn, request);
-        Ok(())
+        Ok(Accept::default())
     }
 
     /// A complete message arrived. The payload is borrowed and valid only during the call.
@@ -51,25 +55,41 @@ impl Rejection {
     }
 }
 
-/// Who started a close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Initiator {
-    /// The client sent a close frame, or vanished.
-    Client,
-    /// The server closed it: a protocol error, a timeout, a policy, a shutdown or `ctx.close`.
-    Server,
+/// What `on_open` adds to the `101 Switching Protocols` answer.
+///
+/// The server checks it before answering: a subprotocol the client did not offer, a header name
+/// that is not an HTTP token, a value with CR, LF or NUL, or a header the handshake itself sets
+/// (`Upgrade`, `Connection`, `Sec-WebSocket-*`, `Content-Length`, `Transfer-Encoding`) is a
+/// bug in the handler: the connection is refused with 500 and the reason logged at error level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accept {
+    subprotocol: Option<String>,
+    headers: Vec<(String, String)>,
 }
 
-/// How a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseInfo {
-    /// The close code: the client's, the server's, 1005 for a close frame without a code, or
-    /// 1006 when the TCP connection dropped without a close frame.
-    pub code: CloseCode,
-    /// The reason that went with the code, possibly empty.
-    pub reason: String,
-    /// Who started it.
-    pub initiator: Initiator,
+impl Accept {
+    /// Answers with subprotocol `name` (`Sec-WebSocket-Protocol`), which must be one of
+    /// [`Request::subprotocols`].
+    pub fn subprotocol(mut self, name: impl Into<String>) -> Self {
+        self.subprotocol = Some(name.into());
+        self
+    }
+
+    /// Adds a header line to the answer (for example a `Set-Cookie`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The subprotocol chosen, if any.
+    pub fn chosen_subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The extra headers, in the order added.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
 }
 
 /// The upgrade request of a new connection, as `on_open` sees it.
@@ -107,10 +127,25 @@ impl<'a> Request<'a> {
 
     /// The first header named `name` (any case), if present.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        first_header(self.headers, name)
+    }
+
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in its order of
+    /// preference.
+    pub fn subprotocols(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|h| list_items(h.value))
+            .filter_map(|item| std::str::from_utf8(item).ok())
+    }
+
+    /// The first subprotocol the client offered that is in `supported`, if any: the client's
+    /// preference decides.
+    pub fn select_subprotocol<'s>(&self, supported: &'s [String]) -> Option<&'s str> {
+        self.subprotocols()
+            .find_map(|offered| supported.iter().find(|s| s.as_str() == offered))
+            .map(String::as_str)
     }
 
     /// Every header as (name, value), in the order received.
@@ -139,5 +174,25 @@ mod tests {
         assert_eq!(request.query(), Some("uid=7&x=1"));
         assert_eq!(request.header("origin"), Some(&b"https://example.com"[..]));
         assert_eq!(request.headers().count(), 1);
+    }
+
+    #[test]
+    fn lists_offered_subprotocols_in_the_clients_order() {
+        let headers = [
+            httparse::Header {
+                name: "Sec-WebSocket-Protocol",
+                value: b"graphql-ws, chat.v2",
+            },
+            httparse::Header {
+                name: "sec-websocket-protocol",
+                value: b"chat.v1",
+            },
+        ];
+        let request = Request::new("/", &headers, ([127, 0, 0, 1], 9).into());
+        let offered: Vec<&str> = request.subprotocols().collect();
+        assert_eq!(offered, ["graphql-ws", "chat.v2", "chat.v1"]);
+        let supported = ["chat.v1".to_owned(), "chat.v2".to_owned()];
+        assert_eq!(request.select_subprotocol(&supported), Some("chat.v2"));
+        assert_eq!(request.select_subprotocol(&[]), None);
     }
 }

@@ -1,12 +1,19 @@
 //! wspush: a WebSocket push server and library.
 //!
 //! One `mio` reactor on one thread owns every connection, performs the RFC 6455 handshake and
-//! framing itself, and keeps a uid → connections map so applications can push to a user, to
-//! everyone, or to one connection. Applications implement [`Handler`] (Workerman-style
+//! framing itself, and keeps a uid → connections map so applications can push to a user, a
+//! group, everyone, or one connection. Applications implement [`Handler`] (Workerman-style
 //! `on_open` / `on_message` / `on_close` callbacks) and act through the [`Context`] each
 //! callback receives. [`PushProtocol`] is the reference protocol; [`Echo`] echoes.
 //!
-//! The sans-IO protocol core lives in [`protocol`] and can be used on its own.
+//! Layers, each depending only on those before it:
+//! - [`protocol`]: sans-IO RFC 6455 and HTTP pieces, usable on their own;
+//! - `hub`: connection state, queues, the uid [`registry`], groups, stats and timers, with no
+//!   sockets and no clock;
+//! - the callback API: [`Handler`], [`Context`];
+//! - `net`: listeners, the accept policy and the transport bytes cross;
+//! - endpoints: `ws` (WebSocket clients) and [`api`] (the HTTP push API), one phase contract;
+//! - the reactor: [`Server`], the poll loop that drives the endpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -15,24 +22,27 @@ pub mod auth;
 mod config;
 mod context;
 mod echo;
+mod endpoint;
 mod handler;
-pub mod outbox;
+mod hub;
+mod net;
 pub mod protocol;
 mod push;
-pub mod registry;
-mod server;
-mod stats;
+mod reactor;
 mod uid;
+mod ws;
 
-pub use config::{ApiConfig, Config, SlowConsumerPolicy, FD_RESERVE};
-pub use context::{ConnId, Context, SendStatus};
+pub use config::{ApiConfig, Config, ConfigError, SlowConsumerPolicy, FD_RESERVE};
+pub use context::Context;
 pub use echo::Echo;
-pub use handler::{CloseInfo, Handler, Initiator, Rejection, Request};
-pub use outbox::{Flushed, Outbox};
+pub use handler::{Accept, Handler, Rejection, Request};
+pub use hub::ids::{CloseInfo, ConnId, Initiator, SendStatus};
+pub use hub::outbox::{self, Flushed, Outbox};
+pub use hub::registry;
+pub use hub::stats::{Gauges, Stats};
 pub use protocol::{CloseCode, Message};
 pub use push::PushProtocol;
-pub use server::{Server, ServerHandle};
-pub use stats::{Gauges, Stats};
+pub use reactor::{BindError, Server, ServerHandle};
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
 
 /// The README's code examples, compiled and run as doc tests.

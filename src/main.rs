@@ -35,9 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), String> {
-    let listen = config.listen;
-    let mut server =
-        Server::bind(config, handler).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let mut server = Server::bind(config, handler).map_err(|e| e.to_string())?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;

@@ -14,7 +14,7 @@
 use crate::auth::{unix_now, verify_login};
 use crate::protocol::Message;
 use crate::uid::{validate_uid, BROADCAST_RECIPIENT};
-use crate::{ConnId, Context, Handler, Rejection, Request};
+use crate::{Accept, ConnId, Context, Handler, Rejection, Request};
 
 /// The reference protocol handler.
 #[derive(Debug, Default, Clone)]
@@ -43,15 +43,15 @@ impl Handler for PushProtocol {
         ctx: &mut Context<'_>,
         conn: ConnId,
         request: &Request<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Accept, Rejection> {
         let Some(secret) = &self.auth_secret else {
-            return Ok(());
+            return Ok(Accept::default());
         };
         let uid = verify_login(secret, request.query().unwrap_or(""), unix_now())
             .map_err(|error| Rejection::new(403, error.to_string()))?;
         ctx.bind_uid(conn, &uid);
         ctx.send(conn, format!("login success, your uid is {uid}").as_str());
-        Ok(())
+        Ok(Accept::default())
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {

@@ -10,7 +10,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use wspush::{
-    CloseCode, CloseInfo, Config, ConnId, Context, Handler, Initiator, Message, Rejection, Request,
+    Accept, CloseCode, CloseInfo, Config, ConnId, Context, Handler, Initiator, Message, Rejection,
+    Request,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -507,7 +508,7 @@ impl Handler for RequestReporter {
         ctx: &mut Context<'_>,
         conn: ConnId,
         request: &Request<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Accept, Rejection> {
         let token = request
             .header("X-ROOM-TOKEN")
             .map_or("<none>".to_owned(), |v| {
@@ -522,7 +523,7 @@ impl Handler for RequestReporter {
         ctx.send(conn, format!("token {token}").as_str());
         ctx.send(conn, format!("headers {}", names.join(",")).as_str());
         ctx.send(conn, format!("peer {}", request.peer_addr()).as_str());
-        Ok(())
+        Ok(Accept::default())
     }
 
     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
@@ -570,7 +571,7 @@ impl Handler for Gatekeeper {
         ctx: &mut Context<'_>,
         conn: ConnId,
         request: &Request<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Accept, Rejection> {
         if request.path() == "/private" {
             if self.greet_before_refusing {
                 ctx.send(conn, "welcome");
@@ -578,7 +579,7 @@ impl Handler for Gatekeeper {
             return Err(Rejection::new(403, "no"));
         }
         self.paths.insert(conn, request.path().to_owned());
-        Ok(())
+        Ok(Accept::default())
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
@@ -806,9 +807,9 @@ impl Handler for SlotProbe {
         ctx: &mut Context<'_>,
         conn: ConnId,
         _: &Request<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Accept, Rejection> {
         ctx.send(conn, conn.to_string().as_str());
-        Ok(())
+        Ok(Accept::default())
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {

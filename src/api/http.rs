@@ -6,7 +6,7 @@
 //! arrives. A request with both `Content-Length` and `Transfer-Encoding` is refused (400), as
 //! its framing is ambiguous.
 
-use crate::protocol::handshake::status_text;
+use crate::protocol::http::{header_values, lists_token, status_text};
 
 /// Size limits for one request.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,7 @@ pub struct Limits {
 
 /// A complete request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct HttpRequest {
     /// The method, e.g. `POST`.
     pub method: String,
     /// The request target, path and query.
@@ -32,7 +32,7 @@ pub struct Request {
     pub keep_alive: bool,
 }
 
-impl Request {
+impl HttpRequest {
     /// The path, without the query.
     pub fn path(&self) -> &str {
         self.target
@@ -58,7 +58,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// A whole request, and how many input bytes it used.
-    Complete(Request, usize),
+    Complete(HttpRequest, usize),
     /// More input is needed; `expects_continue` when the head is complete and the client waits
     /// for `100 Continue` before sending its body.
     Incomplete {
@@ -110,19 +110,13 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         header("transfer-encoding"),
         limits,
     )?;
-    let connection_has = |token: &str| {
-        header("connection").any(|v| {
-            v.split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
-    };
+    let connection_has = |token: &str| lists_token(header("connection"), token);
     let keep_alive = if version >= 1 {
         !connection_has("close")
     } else {
         connection_has("keep-alive")
     };
-    let expects_continue = version >= 1
-        && header("expect").any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = version >= 1 && lists_token(header("expect"), "100-continue");
     let rest = &buf[head_len..];
     let (body, body_len) = match framing {
         Framing::Length(len) if rest.len() >= len => (rest[..len].to_vec(), len),
@@ -132,7 +126,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             None => return Ok(Parsed::Incomplete { expects_continue }),
         },
     };
-    let request = Request {
+    let request = HttpRequest {
         method: parsed.method.unwrap_or_default().to_owned(),
         target: parsed.path.unwrap_or("/").to_owned(),
         headers: all_headers
@@ -143,17 +137,6 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         keep_alive,
     };
     Ok(Parsed::Complete(request, head_len + body_len))
-}
-
-/// Every value of the headers named `name` (any case).
-fn header_values<'h, 'b>(
-    headers: &'h [httparse::Header<'b>],
-    name: &'static str,
-) -> impl Iterator<Item = &'b [u8]> + 'h {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
 }
 
 const HEAD_TOO_LARGE: HttpError = refuse(431, "request headers too large");
@@ -297,7 +280,7 @@ mod tests {
         max_body: 100,
     };
 
-    fn complete(buf: &[u8]) -> (Request, usize) {
+    fn complete(buf: &[u8]) -> (HttpRequest, usize) {
         match parse_request(buf, &LIMITS) {
             Ok(Parsed::Complete(request, used)) => (request, used),
             other => panic!("expected a complete request, got {other:?}"),

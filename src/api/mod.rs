@@ -1,48 +1,62 @@
-//! The push API: a second listener speaking HTTP/1.1 (keep-alive, pipelining), served by the
-//! same reactor as the WebSocket connections, so that other systems can push to users.
+//! The push API endpoint: a second listener speaking HTTP/1.1 (keep-alive, pipelining), served
+//! by the same reactor as the WebSocket connections, so that other systems can push to users.
 //!
 //! Owns the API listener and its connections. Requests are answered in order, one response per
-//! request, through [`routes`]; deliveries use the core's own send paths. Invariants: a
-//! connection whose unsent responses exceed `OUTPUT_HIGH_WATER` is not read (so pipelining
-//! cannot grow memory); buffered input never exceeds one request plus one read; an API client
-//! that stalls mid-request or idles past `ApiConfig::timeout` is closed, with 408 if a request
-//! was in progress; nothing here can close or delay a WebSocket connection.
+//! request, through [`routes`], which act on the hub only through the same `Context` handlers
+//! use. Follows the endpoint phases: readiness marks a connection ready; its turn reads and
+//! answers; flush writes the responses. Invariants: a connection whose unsent responses exceed
+//! `OUTPUT_HIGH_WATER` is not read (so pipelining cannot grow memory); an API client that stalls
+//! mid-request or idles past `ApiConfig::timeout` is closed, with 408 if a request was in
+//! progress; during a shutdown it goes on answering, but every response closes its connection;
+//! nothing here can close or delay a WebSocket connection.
 
 pub mod http;
 mod report;
 mod routes;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, error};
+use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Registry, Token};
+use mio::Interest;
 use slab::Slab;
 
 use self::http::{encode_response, parse_request, Limits, Parsed, CONTINUE};
 use self::routes::Reply;
-use crate::server::{Core, Tick};
-use crate::ApiConfig;
-
-/// Tokens at and above this value (below the reactor's fixed tokens) are API connections.
-pub(crate) const API_TOKEN_BASE: usize = 1 << 32;
+use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
+use crate::hub::ids::{has_elapsed, tick, Tick};
+use crate::hub::Hub;
+use crate::net::{AcceptGate, Socket, Transport};
+use crate::{ApiConfig, Handler};
 
 /// Unsent response bytes above which a connection is not read until it drains.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 
-/// Reads per connection per event before others get a turn.
+/// Reads per connection per turn before others get theirs.
 const READS_PER_TURN: usize = 8;
 
-/// The API listener and its connections.
+/// Backlog of the API listener.
+const API_BACKLOG: u32 = 1024;
+
+/// The push API endpoint: its listener and its connections.
 pub(crate) struct Api {
+    tokens: Tokens,
     listener: TcpListener,
+    local_addr: SocketAddr,
     conns: Slab<ApiConn>,
     config: ApiConfig,
     limits: Limits,
-    accept_paused: bool,
-    /// Connections whose read budget ran out with input possibly left.
+    gate: AcceptGate,
+    /// Connections to read and answer in the next turn.
     ready: Vec<usize>,
+    /// Connections with responses to write.
+    dirty: Vec<usize>,
+    sweep_every: Duration,
+    next_sweep: Duration,
+    draining: bool,
 }
 
 struct ApiConn {
@@ -60,11 +74,17 @@ struct ApiConn {
     readable: bool,
     blocked: bool,
     in_ready: bool,
+    in_dirty: bool,
 }
 
 impl Api {
-    /// Binds the API listener; refuses a non-loopback address without an API key.
-    pub(crate) fn bind(config: ApiConfig, registry: &Registry, token: Token) -> io::Result<Self> {
+    /// Binds the API listener and registers it under `tokens`; refuses a non-loopback address
+    /// without an API key.
+    pub(crate) fn bind(
+        config: ApiConfig,
+        registry: &mio::Registry,
+        tokens: Tokens,
+    ) -> io::Result<Self> {
         if !config.listen.ip().is_loopback() && config.key.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -75,9 +95,17 @@ impl Api {
                 ),
             ));
         }
-        let mut listener = crate::server::bind_listener(config.listen, 1024)?;
-        registry.register(&mut listener, token, Interest::READABLE)?;
+        let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG)?;
+        registry.register(
+            &mut listener,
+            tokens.token(Slot::Listener),
+            Interest::READABLE,
+        )?;
+        let sweep_every =
+            (config.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         Ok(Self {
+            tokens,
+            local_addr: listener.local_addr()?,
             listener,
             conns: Slab::new(),
             limits: Limits {
@@ -85,103 +113,76 @@ impl Api {
                 max_body: config.max_body,
             },
             config,
-            accept_paused: false,
+            gate: AcceptGate::new("push API"),
             ready: Vec::new(),
+            dirty: Vec::new(),
+            sweep_every,
+            next_sweep: sweep_every,
+            draining: false,
         })
     }
 
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Accepts until the kernel queue is empty or the connection limit is reached.
-    pub(crate) fn accept(&mut self, registry: &Registry, now: Tick) {
-        let was_paused = std::mem::replace(&mut self.accept_paused, false);
+    fn accept(&mut self, registry: &mio::Registry, now: Duration) {
         loop {
-            if self.conns.len() >= self.config.max_connections {
-                self.accept_paused = true;
+            let has_room = self.conns.len() < self.config.max_connections;
+            let Some((mut stream, _)) = self.gate.next(&self.listener, has_room) else {
                 return;
+            };
+            let entry = self.conns.vacant_entry();
+            let token = self.tokens.token(Slot::Conn(entry.key()));
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.register(&mut stream, token, interest) {
+                error!("could not register an API connection: {e}");
+                continue;
             }
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(API_TOKEN_BASE + entry.key());
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(error) = registry.register(&mut stream, token, interest) {
-                        warn!("could not register an API connection: {error}");
-                        continue;
-                    }
-                    entry.insert(ApiConn::new(stream, now));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if !was_paused {
-                        warn!("API accept paused: {e}; resuming when a connection closes");
-                    }
-                    self.accept_paused = true;
-                    return;
-                }
-            }
+            entry.insert(ApiConn::new(stream, tick(now)));
         }
     }
 
-    /// Handles readiness for the API connection with slot `key`.
-    pub(crate) fn on_event(
-        &mut self,
-        key: usize,
-        event: &mio::event::Event,
-        core: &mut Core,
-        scratch: &mut [u8],
-        registry: &Registry,
-    ) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if event.is_writable() {
-            conn.blocked = false;
+    fn mark_ready(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.in_ready {
+            conn.in_ready = true;
+            self.ready.push(key);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.readable = true;
-        }
-        self.drive(key, core, scratch, registry);
     }
 
-    /// Writes, answers and reads for one connection until it must wait: for writability
-    /// (output over the high-water mark), for input, or for its next turn (read budget spent;
-    /// it is then put on the ready list).
-    fn drive(&mut self, key: usize, core: &mut Core, scratch: &mut [u8], registry: &Registry) {
+    fn mark_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.in_dirty && conn.pending() > 0 {
+            conn.in_dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Reads and answers for one connection until it must wait: for input, for its output to
+    /// drain below the high-water mark, or for its next turn (read budget spent).
+    fn serve<H: Handler>(&mut self, key: usize, cx: &mut Cx<'_, H>) {
         let api_key = self.config.key.as_deref();
         let limits = self.limits;
+        let draining = self.draining;
         let conn = &mut self.conns[key];
         let mut reads = 0;
         let alive = loop {
-            if !conn.flush(core.now) {
-                break false;
-            }
-            if conn.pending() > OUTPUT_HIGH_WATER {
-                break true;
-            }
-            if conn.answer(core, api_key, &limits) {
-                continue;
-            }
-            if !conn.readable {
+            conn.answer(cx, api_key, &limits, draining);
+            if conn.pending() > OUTPUT_HIGH_WATER || !conn.readable {
                 break true;
             }
             if reads == READS_PER_TURN {
-                if !conn.in_ready {
-                    conn.in_ready = true;
-                    self.ready.push(key);
-                }
                 break true;
             }
             reads += 1;
-            match conn.stream.read(scratch) {
+            match conn.stream.read(cx.scratch) {
                 Ok(0) => break false,
                 Ok(n) => {
-                    conn.since = core.now;
+                    conn.since = tick(cx.now);
                     if !conn.draining && !conn.closing {
-                        conn.input.extend_from_slice(&scratch[..n]);
+                        conn.input.extend_from_slice(&cx.scratch[..n]);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
@@ -193,59 +194,145 @@ impl Api {
             }
         };
         if !alive {
-            self.remove(key, registry, core.now);
+            self.remove(key, cx.registry);
+            return;
+        }
+        let conn = &self.conns[key];
+        if conn.readable && conn.pending() <= OUTPUT_HIGH_WATER {
+            self.mark_ready(key);
+        }
+        self.mark_dirty(key);
+    }
+
+    fn remove(&mut self, key: usize, registry: &mio::Registry) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = registry.deregister(&mut conn.stream);
+        }
+    }
+}
+
+impl<H: Handler> Endpoint<H> for Api {
+    fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
+        let key = match slot {
+            Slot::Listener => return self.accept(cx.registry, cx.now),
+            Slot::Conn(key) => key,
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if event.is_writable() {
+            conn.blocked = false;
+            self.mark_dirty(key);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.conns[key].readable = true;
+            self.mark_ready(key);
         }
     }
 
-    /// Whether some connection still has input to process in a later turn.
-    pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
-    }
-
-    /// Gives every connection on the ready list its next turn.
-    pub(crate) fn run_ready(&mut self, core: &mut Core, scratch: &mut [u8], registry: &Registry) {
+    fn turn(&mut self, cx: &mut Cx<'_, H>) {
         for key in std::mem::take(&mut self.ready) {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.in_ready = false;
-                self.drive(key, core, scratch, registry);
+                self.serve(key, cx);
             }
         }
     }
 
-    /// Closes connections that stalled or idled past the timeout; resumes a paused accept.
-    pub(crate) fn sweep(&mut self, core: &mut Core, registry: &Registry) {
+    fn sweep(&mut self, cx: &mut Cx<'_, H>) {
+        if cx.now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = cx.now + self.sweep_every;
         let timeout = self.config.timeout;
-        let mut expired = Vec::new();
+        let (mut expired, mut answered) = (Vec::new(), Vec::new());
         for (key, conn) in &mut self.conns {
-            if !core.has_elapsed(conn.since, timeout) {
+            if !has_elapsed(conn.since, cx.now, timeout) {
                 continue;
             }
             if conn.draining || conn.closing || conn.input.is_empty() {
                 expired.push(key);
             } else {
                 let reply = Reply::error(408, "request not completed in time");
-                conn.respond(core, reply, false);
-                if !conn.flush(core.now) {
-                    expired.push(key);
-                }
+                conn.respond(cx.hub, reply, false);
+                conn.since = tick(cx.now);
+                answered.push(key);
             }
         }
         for key in expired {
-            self.remove(key, registry, core.now);
+            self.remove(key, cx.registry);
         }
-        if self.accept_paused {
-            self.accept(registry, core.now);
+        for key in answered {
+            self.mark_dirty(key);
+        }
+        if self.gate.is_paused() {
+            self.accept(cx.registry, cx.now);
         }
     }
 
-    fn remove(&mut self, key: usize, registry: &Registry, now: Tick) {
-        if let Some(mut conn) = self.conns.try_remove(key) {
-            let _ = registry.deregister(&mut conn.stream);
+    fn flush(&mut self, cx: &mut Cx<'_, H>) {
+        let freed = !self.dirty.is_empty();
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.in_dirty = false;
+            let was_full = conn.pending() > OUTPUT_HIGH_WATER;
+            match conn.flush(cx.now) {
+                Written::Broken | Written::Done => self.remove(key, cx.registry),
+                Written::Open => {
+                    let conn = &self.conns[key];
+                    // Answering stopped at the high-water mark: go on now that it drained.
+                    if was_full && conn.pending() <= OUTPUT_HIGH_WATER {
+                        self.mark_ready(key);
+                    }
+                }
+            }
         }
-        if self.accept_paused {
-            self.accept(registry, now);
+        if freed && self.gate.is_paused() {
+            self.accept(cx.registry, cx.now);
         }
     }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        Some(self.next_sweep)
+    }
+
+    fn has_work(&self, _hub: &Hub<Socket>) -> bool {
+        !self.ready.is_empty() || !self.dirty.is_empty()
+    }
+
+    /// Keeps answering (so that `/health` can say 503 to a load balancer), but every
+    /// response now closes its connection, and idle keep-alive connections close at once.
+    fn begin_drain(&mut self, cx: &mut Cx<'_, H>) {
+        self.draining = true;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.input.is_empty() && conn.pending() == 0)
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.remove(key, cx.registry);
+        }
+    }
+
+    /// Drained when no response is being written and no request is half received.
+    fn is_drained(&self, _hub: &Hub<Socket>) -> bool {
+        self.conns
+            .iter()
+            .all(|(_, conn)| conn.pending() == 0 && (conn.input.is_empty() || conn.draining))
+    }
+}
+
+/// How a flush left a connection.
+enum Written {
+    /// Still in use (or waiting for writability).
+    Open,
+    /// Everything is out and the client has been told the connection ends.
+    Done,
+    /// The socket failed.
+    Broken,
 }
 
 impl ApiConn {
@@ -262,6 +349,7 @@ impl ApiConn {
             readable: false,
             blocked: false,
             in_ready: false,
+            in_dirty: false,
         }
     }
 
@@ -270,41 +358,44 @@ impl ApiConn {
     }
 
     /// Answers complete requests in the input, in order, until the output reaches the
-    /// high-water mark; returns whether it answered any.
-    fn answer(&mut self, core: &mut Core, api_key: Option<&str>, limits: &Limits) -> bool {
-        let mut answered = false;
+    /// high-water mark.
+    fn answer<H: Handler>(
+        &mut self,
+        cx: &mut Cx<'_, H>,
+        api_key: Option<&str>,
+        limits: &Limits,
+        draining: bool,
+    ) {
         while !self.closing && self.pending() <= OUTPUT_HIGH_WATER {
             match parse_request(&self.input, limits) {
                 Ok(Parsed::Complete(request, used)) => {
                     self.input.drain(..used);
                     self.continue_sent = false;
-                    let mut reply = routes::handle(core, api_key, &request);
+                    let mut reply = routes::handle(&mut cx.context(), api_key, &request);
                     if request.method == "HEAD" {
                         // RFC 9112 §6.3: a HEAD response ends after its headers; Content-Length
                         // still tells what a GET would have carried.
                         reply.omit_body = true;
                     }
-                    self.respond(core, reply, request.keep_alive);
+                    self.respond(cx.hub, reply, request.keep_alive && !draining);
                 }
                 Ok(Parsed::Incomplete { expects_continue }) => {
                     if expects_continue && !self.continue_sent {
                         self.output.extend_from_slice(CONTINUE);
                         self.continue_sent = true;
                     }
-                    return answered;
+                    return;
                 }
                 Err(error) => {
                     debug!("API request refused: {} {}", error.status, error.message);
-                    self.respond(core, Reply::error(error.status, error.message), false);
+                    self.respond(cx.hub, Reply::error(error.status, error.message), false);
                 }
             }
-            answered = true;
         }
-        answered
     }
 
-    fn respond(&mut self, core: &mut Core, reply: Reply, keep_alive: bool) {
-        *core.stats.api_requests.entry(reply.status).or_default() += 1;
+    fn respond<T>(&mut self, hub: &mut Hub<T>, reply: Reply, keep_alive: bool) {
+        *hub.stats.api_requests.entry(reply.status).or_default() += 1;
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -327,18 +418,18 @@ impl ApiConn {
         }
     }
 
-    /// Writes pending output; false if the connection is finished or broken.
-    fn flush(&mut self, now: Tick) -> bool {
+    /// Writes pending output.
+    fn flush(&mut self, now: Duration) -> Written {
         while self.pending() > 0 && !self.blocked {
             match self.stream.write(&self.output[self.written..]) {
-                Ok(0) => return false,
+                Ok(0) => return Written::Broken,
                 Ok(n) => {
                     self.written += n;
-                    self.since = now;
+                    self.since = tick(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => return Written::Broken,
             }
         }
         if self.pending() == 0 {
@@ -350,10 +441,12 @@ impl ApiConn {
             if self.closing && !self.draining {
                 // Shut the write side and read until the client closes, so unread input
                 // cannot turn the last response into a reset.
-                self.draining = self.stream.shutdown(Shutdown::Write).is_ok();
-                return self.draining;
+                self.draining = self.stream.shutdown_write().is_ok();
+                if !self.draining {
+                    return Written::Done;
+                }
             }
         }
-        true
+        Written::Open
     }
 }

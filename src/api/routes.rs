@@ -1,6 +1,6 @@
-//! The push API's endpoints. Every delivery goes through the same core operations as the
-//! WebSocket protocol (encode once, shared by recipients, same backpressure rules); this module
-//! only maps requests onto them and answers in JSON.
+//! The push API's routes. Every delivery goes through the same `Context` handlers use (encode
+//! once, shared by recipients, same backpressure rules); this module only maps requests onto it
+//! and answers in JSON. No I/O here.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::http::Request;
+use super::http::HttpRequest;
 use super::report;
 use crate::protocol::{CloseCode, Message};
-use crate::server::Core;
 use crate::uid::validate_uid;
+use crate::Context;
 
 /// An answer, before HTTP encoding.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ enum Endpoint<'p> {
 }
 
 /// Answers one request. `api_key`, when set, must come as `Authorization: Bearer <key>`.
-pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) -> Reply {
+pub(crate) fn handle(ctx: &mut Context<'_>, api_key: Option<&str>, request: &HttpRequest) -> Reply {
     if let Some(key) = api_key {
         if !is_authorized(request, key) {
             return Reply::error(
@@ -107,27 +107,27 @@ pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) 
             .with_header("Allow", allowed.join(", "));
     }
     let result = match endpoint {
-        Endpoint::Send(uid) => send(core, uid, request),
+        Endpoint::Send(uid) => send(ctx, uid, request),
         Endpoint::Broadcast => body_message(request)
-            .map(|message| Reply::ok(json!({ "connections": core.broadcast(message) }))),
-        Endpoint::GroupSend(group) => group_send(core, group, request),
-        Endpoint::Member(group, uid) => member(core, group, uid, method == "PUT"),
-        Endpoint::Group(group) if method == "GET" => group_info(core, group),
+            .map(|message| Reply::ok(json!({ "connections": ctx.broadcast(message) }))),
+        Endpoint::GroupSend(group) => group_send(ctx, group, request),
+        Endpoint::Member(group, uid) => member(ctx, group, uid, method == "PUT"),
+        Endpoint::Group(group) if method == "GET" => group_info(ctx, group),
         Endpoint::Group(group) => {
-            check_group(group).map(|()| Reply::ok(json!({ "removed": core.groups.ungroup(group) })))
+            check_group(group).map(|()| Reply::ok(json!({ "removed": ctx.ungroup(group) })))
         }
-        Endpoint::Batch => batch(core, request),
-        Endpoint::Uid(uid) => uid_info(core, uid),
-        Endpoint::Kick(uid) => kick(core, uid, request),
-        Endpoint::Stats => Ok(Reply::ok(report::stats_json(&core.stats, &core.gauges()))),
+        Endpoint::Batch => batch(ctx, request),
+        Endpoint::Uid(uid) => uid_info(ctx, uid),
+        Endpoint::Kick(uid) => kick(ctx, uid, request),
+        Endpoint::Stats => Ok(Reply::ok(report::stats_json(ctx.stats(), &ctx.gauges()))),
         Endpoint::Metrics => Ok(Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: report::prometheus(&core.stats, &core.gauges()).into_bytes(),
+            body: report::prometheus(ctx.stats(), &ctx.gauges()).into_bytes(),
             headers: Vec::new(),
             omit_body: false,
         }),
-        Endpoint::Health if core.shutting_down => {
+        Endpoint::Health if ctx.is_shutting_down() => {
             Ok(Reply::json(503, &json!({ "status": "shutting down" })))
         }
         Endpoint::Health => Ok(Reply::ok(json!({ "status": "ok" }))),
@@ -135,7 +135,7 @@ pub(crate) fn handle(core: &mut Core, api_key: Option<&str>, request: &Request) 
     result.unwrap_or_else(|reply| reply)
 }
 
-fn is_authorized(request: &Request, key: &str) -> bool {
+fn is_authorized(request: &HttpRequest, key: &str) -> bool {
     let Some(value) = request.header("authorization") else {
         return false;
     };
@@ -172,7 +172,7 @@ fn check_group(group: &str) -> Result<(), Reply> {
 
 /// The message a body carries: binary for `application/octet-stream`; otherwise text, which
 /// must be UTF-8 (without a `Content-Type`, non-UTF-8 bodies are sent as binary).
-fn body_message(request: &Request) -> Result<Message<'_>, Reply> {
+fn body_message(request: &HttpRequest) -> Result<Message<'_>, Reply> {
     let content_type = request.header("content-type").map(|value| {
         let essence = value.split(|&b| b == b';').next().unwrap_or_default();
         essence.trim_ascii().to_ascii_lowercase()
@@ -189,15 +189,15 @@ fn body_message(request: &Request) -> Result<Message<'_>, Reply> {
     }
 }
 
-fn send(core: &mut Core, uid: &str, request: &Request) -> Result<Reply, Reply> {
+fn send(ctx: &mut Context<'_>, uid: &str, request: &HttpRequest) -> Result<Reply, Reply> {
     check_uid(uid)?;
     let message = body_message(request)?;
     Ok(Reply::ok(
-        json!({ "connections": core.send_to_uid(uid, message) }),
+        json!({ "connections": ctx.send_to_uid(uid, message) }),
     ))
 }
 
-fn group_send(core: &mut Core, group: &str, request: &Request) -> Result<Reply, Reply> {
+fn group_send(ctx: &mut Context<'_>, group: &str, request: &HttpRequest) -> Result<Reply, Reply> {
     check_group(group)?;
     let excluded: Vec<String> = form_urlencoded::parse(request.query().unwrap_or("").as_bytes())
         .filter(|(name, _)| name == "exclude")
@@ -211,37 +211,34 @@ fn group_send(core: &mut Core, group: &str, request: &Request) -> Result<Reply, 
         .collect();
     let excluded: Vec<&str> = excluded.iter().map(String::as_str).collect();
     let message = body_message(request)?;
-    let connections = core.send_to_group(group, message, &excluded);
+    let connections = ctx.send_to_group(group, message, &excluded);
     Ok(Reply::ok(json!({ "connections": connections })))
 }
 
-fn member(core: &mut Core, group: &str, uid: &str, add: bool) -> Result<Reply, Reply> {
+fn member(ctx: &mut Context<'_>, group: &str, uid: &str, add: bool) -> Result<Reply, Reply> {
     check_group(group)?;
     check_uid(uid)?;
     Ok(if add {
-        Reply::ok(json!({ "added": core.join_group(uid, group) }))
+        Reply::ok(json!({ "added": ctx.join_group(uid, group) }))
     } else {
-        Reply::ok(json!({ "removed": core.groups.leave(uid, group) }))
+        Reply::ok(json!({ "removed": ctx.leave_group(uid, group) }))
     })
 }
 
-fn group_info(core: &Core, group: &str) -> Result<Reply, Reply> {
+fn group_info(ctx: &Context<'_>, group: &str) -> Result<Reply, Reply> {
     check_group(group)?;
-    let mut members: Vec<&str> = core.groups.members(group).collect();
+    let mut members: Vec<&str> = ctx.group_members(group).collect();
     members.sort_unstable();
-    let online = members
-        .iter()
-        .filter(|uid| !core.registry.conns(uid).is_empty())
-        .count();
+    let online = members.iter().filter(|uid| ctx.is_uid_online(uid)).count();
     Ok(Reply::ok(
         json!({ "group": group, "members": members, "online": online }),
     ))
 }
 
-fn uid_info(core: &Core, uid: &str) -> Result<Reply, Reply> {
+fn uid_info(ctx: &Context<'_>, uid: &str) -> Result<Reply, Reply> {
     check_uid(uid)?;
-    let connections = core.registry.conns(uid).len();
-    let groups: Vec<&str> = core.groups.groups_of(uid).iter().map(|g| &**g).collect();
+    let connections = ctx.conns_of(uid).len();
+    let groups: Vec<&str> = ctx.groups_of(uid).collect();
     Ok(Reply::ok(json!({
         "uid": uid,
         "online": connections > 0,
@@ -264,7 +261,7 @@ fn normal_close() -> u16 {
     CloseCode::NORMAL.0
 }
 
-fn kick(core: &mut Core, uid: &str, request: &Request) -> Result<Reply, Reply> {
+fn kick(ctx: &mut Context<'_>, uid: &str, request: &HttpRequest) -> Result<Reply, Reply> {
     check_uid(uid)?;
     let body: KickBody = if request.body.trim_ascii().is_empty() {
         KickBody {
@@ -281,11 +278,9 @@ fn kick(core: &mut Core, uid: &str, request: &Request) -> Result<Reply, Reply> {
             format!("close code {} may not be sent", body.code),
         ));
     }
-    let conns = core.registry.conns(uid).to_vec();
+    let conns = ctx.conns_of(uid).to_vec();
     for id in &conns {
-        if let Some(key) = core.key_of(*id) {
-            core.close(key, code, &body.reason);
-        }
+        ctx.close(*id, code, &body.reason);
     }
     Ok(Reply::ok(json!({ "connections": conns.len() })))
 }
@@ -307,11 +302,11 @@ struct BatchItem {
     exclude: Vec<String>,
 }
 
-fn batch(core: &mut Core, request: &Request) -> Result<Reply, Reply> {
+fn batch(ctx: &mut Context<'_>, request: &HttpRequest) -> Result<Reply, Reply> {
     let items: Vec<BatchItem> = parse_json(&request.body)?;
     let results: Vec<Value> = items
         .iter()
-        .map(|item| match batch_item(core, item) {
+        .map(|item| match batch_item(ctx, item) {
             Ok(connections) => json!({ "connections": connections }),
             Err(message) => json!({ "error": message }),
         })
@@ -319,7 +314,7 @@ fn batch(core: &mut Core, request: &Request) -> Result<Reply, Reply> {
     Ok(Reply::ok(json!({ "results": results })))
 }
 
-fn batch_item(core: &mut Core, item: &BatchItem) -> Result<usize, String> {
+fn batch_item(ctx: &mut Context<'_>, item: &BatchItem) -> Result<usize, String> {
     let decoded;
     let message = if item.binary {
         decoded = BASE64
@@ -332,14 +327,14 @@ fn batch_item(core: &mut Core, item: &BatchItem) -> Result<usize, String> {
     match (&item.uid, &item.group, item.all) {
         (Some(uid), None, false) => {
             validate_uid(uid).map_err(|reason| format!("invalid uid: {reason}"))?;
-            Ok(core.send_to_uid(uid, message))
+            Ok(ctx.send_to_uid(uid, message))
         }
         (None, Some(group), false) => {
             validate_uid(group).map_err(|_| format!("invalid group: {group:?}"))?;
             let excluded: Vec<&str> = item.exclude.iter().map(String::as_str).collect();
-            Ok(core.send_to_group(group, message, &excluded))
+            Ok(ctx.send_to_group(group, message, &excluded))
         }
-        (None, None, true) => Ok(core.broadcast(message)),
+        (None, None, true) => Ok(ctx.broadcast(message)),
         _ => Err("each item needs exactly one of \"uid\", \"group\" or \"all\": true".to_owned()),
     }
 }

@@ -9,6 +9,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
+use super::http::{
+    first_header, header_values, is_field_value, is_token, lists_token, status_text,
+};
+
 /// The GUID every accept key is derived with (§1.3).
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -78,22 +82,17 @@ pub fn parse_request<'h, 'b>(
     }
     let target = request.path.unwrap_or("/");
     let headers: &'h [httparse::Header<'b>] = request.headers;
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
+    let find = |name: &str| first_header(headers, name);
     if find("host").is_none() {
         return Err(HandshakeError::new(400, "missing Host header"));
     }
-    if !find("upgrade").is_some_and(|v| has_token(v, "websocket")) {
+    if !lists_token(header_values(headers, "upgrade"), "websocket") {
         return Err(HandshakeError::new(
             400,
             "missing Upgrade: websocket header",
         ));
     }
-    if !find("connection").is_some_and(|v| has_token(v, "upgrade")) {
+    if !lists_token(header_values(headers, "connection"), "upgrade") {
         return Err(HandshakeError::new(
             400,
             "missing Connection: Upgrade header",
@@ -110,7 +109,7 @@ pub fn parse_request<'h, 'b>(
         }
     }
     let key = find("sec-websocket-key")
-        .map(trim)
+        .map(<[u8]>::trim_ascii)
         .ok_or(HandshakeError::new(400, "missing Sec-WebSocket-Key header"))?;
     // §4.1: "a randomly selected 16-byte value that has been base64-encoded".
     if !BASE64.decode(key).is_ok_and(|raw| raw.len() == 16) {
@@ -139,13 +138,69 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha1.finalize())
 }
 
-/// The `101 Switching Protocols` answer that opens the connection.
-pub fn accept_response(accept: &str) -> Vec<u8> {
-    format!(
+/// Headers the handshake sets itself; a handler may not add them.
+const RESERVED_HEADERS: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "sec-websocket-",
+];
+
+/// A header a handler asked to add to the `101` answer that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidHeader {
+    /// The header's name as given.
+    pub name: String,
+    /// Why it cannot be sent.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "header {:?}: {}", self.name, self.reason)
+    }
+}
+
+/// The `101 Switching Protocols` answer that opens the connection, with the chosen
+/// `subprotocol` (the caller checks that the client offered it) and extra `headers`.
+pub fn accept_response(
+    accept: &str,
+    subprotocol: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Vec<u8>, InvalidHeader> {
+    let mut answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(protocol) = subprotocol {
+        if !is_token(protocol) {
+            return Err(InvalidHeader {
+                name: "Sec-WebSocket-Protocol".to_owned(),
+                reason: "a subprotocol must be an HTTP token",
+            });
+        }
+        answer.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    for &(name, value) in headers {
+        let invalid = |reason| InvalidHeader {
+            name: name.to_owned(),
+            reason,
+        };
+        let lower = name.to_ascii_lowercase();
+        if !is_token(name) {
+            return Err(invalid("the name is not an HTTP token"));
+        }
+        if RESERVED_HEADERS.iter().any(|r| lower.starts_with(r)) {
+            return Err(invalid("the handshake sets this header itself"));
+        }
+        if !is_field_value(value) {
+            return Err(invalid("the value contains a control character"));
+        }
+        answer.push_str(&format!("{name}: {value}\r\n"));
+    }
+    answer.push_str("\r\n");
+    Ok(answer.into_bytes())
 }
 
 /// An HTTP error answer with a plain-text body; the connection closes after it.
@@ -162,42 +217,6 @@ pub fn error_response(status: u16, reason: &str) -> Vec<u8> {
         reason.len() + 1,
     )
     .into_bytes()
-}
-
-/// The standard reason phrase for the statuses this server sends.
-pub fn status_text(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// Whether a comma-separated header value lists `token`, ignoring case and spaces.
-fn has_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|item| trim(item).eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn trim(value: &[u8]) -> &[u8] {
-    value.trim_ascii()
 }
 
 #[cfg(test)]
@@ -286,5 +305,37 @@ mod tests {
         assert!(answer.contains("Sec-WebSocket-Version: 13\r\n"));
         let answer = String::from_utf8(error_response(405, "method")).unwrap();
         assert!(answer.contains("Allow: GET\r\n"));
+    }
+
+    #[test]
+    fn accept_answer_carries_the_subprotocol_and_extra_headers() {
+        let answer = accept_response("k=", Some("chat.v1"), &[("X-Node", "a")]).unwrap();
+        assert_eq!(
+            String::from_utf8(answer).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: k=\r\nSec-WebSocket-Protocol: chat.v1\r\nX-Node: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn accept_answer_refuses_reserved_or_malformed_headers() {
+        let reason = |headers: &[(&str, &str)]| accept_response("k=", None, headers).unwrap_err();
+        assert_eq!(
+            reason(&[("Connection", "close")]).reason,
+            "the handshake sets this header itself"
+        );
+        assert_eq!(
+            reason(&[("sec-websocket-extensions", "x")]).reason,
+            "the handshake sets this header itself"
+        );
+        assert_eq!(
+            reason(&[("Bad Name", "x")]).reason,
+            "the name is not an HTTP token"
+        );
+        assert_eq!(
+            reason(&[("X-A", "1\r\nX-B: 2")]).reason,
+            "the value contains a control character"
+        );
+        assert!(accept_response("k=", Some("two words"), &[]).is_err());
     }
 }

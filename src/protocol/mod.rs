@@ -1,5 +1,6 @@
-//! The sans-IO protocol core: RFC 6455 framing, masking, UTF-8 validation, close codes and the
-//! opening handshake, as pure functions and state machines over byte slices.
+//! The sans-IO protocol core: RFC 6455 framing, masking, UTF-8 validation, close codes, the
+//! opening handshake and the HTTP header reading it shares with the push API, as pure functions
+//! and state machines over byte slices. The bottom layer: it depends on nothing else here.
 //!
 //! Nothing in this module touches a socket, a clock or a global; the reactor feeds it bytes and
 //! acts on what it returns. That keeps it cheap to fuzz, property-test and benchmark.
@@ -9,6 +10,7 @@ pub mod decoder;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod message;
 pub mod utf8;

@@ -3,6 +3,7 @@
 //! that sends exact bytes. Every wait has a timeout; nothing sleeps to synchronise.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -130,6 +131,9 @@ impl BinaryServer {
             }
             None => Command::new(binary),
         };
+        // Only what the test asks for: not the developer's exported WSPUSH_* settings. (A
+        // wrapper such as `env WSPUSH_AUTH_SECRET=…` in `prefix` still sets its own.)
+        scrub_wspush_env(&mut command, std::env::vars_os());
         if !args.contains(&"--api-listen") {
             command.args(["--api-listen", "127.0.0.1:0"]);
         }
@@ -208,6 +212,19 @@ impl BinaryServer {
             }
             assert!(Instant::now() < deadline, "wspush did not exit in time");
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Removes from `command` every variable in `inherited` whose name starts with `WSPUSH_`, so
+/// the child does not see it; other variables stay inherited.
+pub fn scrub_wspush_env(
+    command: &mut Command,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) {
+    for (name, _) in inherited {
+        if name.as_encoded_bytes().starts_with(b"WSPUSH_") {
+            command.env_remove(name);
         }
     }
 }

@@ -4,16 +4,12 @@
 //! connections bound to it. Invariants: a uid is present only while at least one connection is
 //! bound to it; a connection appears at most once, under at most one uid.
 
-use std::collections::HashMap as StdHashMap;
 use std::rc::Rc;
 
 use smallvec::SmallVec;
 
-/// Maps keyed by client-chosen names: a fast hash with per-process random keys, so that
-/// crafted names cannot force collisions.
-type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
-
-use crate::ConnId;
+use super::ids::ConnId;
+use super::HashMap;
 
 /// Connections of one uid; one inline, as most users have a single connection.
 type Conns = SmallVec<[ConnId; 1]>;

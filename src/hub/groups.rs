@@ -11,17 +11,12 @@
 //! mirror each other; only uids with memberships are ever tracked as offline, so users who are
 //! in no group cost nothing here.
 
-use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 use std::rc::Rc;
 
 use smallvec::SmallVec;
 
-/// Maps keyed by client-chosen names: a fast hash with per-process random keys, so that
-/// crafted names cannot force collisions.
-type HashMap<K, V> = StdHashMap<K, V, ahash::RandomState>;
-type HashSet<K> = StdHashSet<K, ahash::RandomState>;
-
-use super::conn::Tick;
+use super::ids::Tick;
+use super::{HashMap, HashSet};
 
 #[derive(Debug, Default)]
 pub(crate) struct Groups {

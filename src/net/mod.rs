@@ -1,11 +1,21 @@
-//! Operating-system limits: the open-files limit, which bounds how many connections one server
-//! can hold, and the listening socket with its accept backlog.
+//! The transport layer: everything that touches the operating system's sockets and limits.
+//!
+//! Owns the listening sockets (with their backlog), the one accept policy every listener uses
+//! ([`AcceptGate`]), the [`Transport`] through which connection bytes cross a socket, and the
+//! open-files limit that bounds how many connections one process can hold. It never interprets
+//! the bytes it moves and knows nothing of connections' state.
+
+mod accept;
+mod transport;
 
 use std::io;
 use std::net::SocketAddr;
 
 use log::{info, warn};
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Type};
+
+pub(crate) use self::accept::AcceptGate;
+pub(crate) use self::transport::{Socket, Transport};
 
 /// Raises the soft open-files limit to the hard limit and returns the soft limit in force.
 pub(crate) fn raise_open_files_limit() -> usize {
@@ -23,7 +33,7 @@ pub(crate) fn raise_open_files_limit() -> usize {
 
 /// Binds a non-blocking listener on `addr` with `backlog` pending connections.
 pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     // Accepted sockets inherit this: pushed messages are small and must not wait for ACKs.

@@ -3,7 +3,7 @@
 //!
 //! Frames are `Bytes`: a broadcast frame is one allocation shared by every queue it sits in.
 //! Invariants: a single pending frame needs no queue allocation; a queue emptied by a write is
-//! kept for the connection's next burst until `release_spare` frees it (the reactor does that
+//! kept for the connection's next burst until `release_spare` frees it (the hub does that
 //! in its timer sweep, so an idle connection owns no heap memory); `len` is always the number
 //! of unwritten bytes.
 
@@ -61,6 +61,23 @@ impl Outbox {
             Frames::One(first) => Frames::Many(VecDeque::from([first, frame])),
             Frames::Many(mut queue) => {
                 queue.push_back(frame);
+                Frames::Many(queue)
+            }
+        };
+    }
+
+    /// Puts a frame before everything queued. Only for a queue nothing has been written from
+    /// yet (the handshake answer goes in front of what `on_open` sent).
+    pub fn push_front(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        self.len += frame.len();
+        self.frames = match std::mem::take(&mut self.frames) {
+            Frames::Empty => Frames::One(frame),
+            Frames::One(second) => Frames::Many(VecDeque::from([frame, second])),
+            Frames::Many(mut queue) => {
+                queue.push_front(frame);
                 Frames::Many(queue)
             }
         };
@@ -217,5 +234,16 @@ mod tests {
         };
         assert_eq!(queued.as_ptr(), frame.as_ptr());
         assert_eq!(a.len() + b.len(), 200);
+    }
+
+    #[test]
+    fn push_front_puts_a_frame_before_the_queue() {
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from_static(b"b"));
+        outbox.push(Bytes::from_static(b"c"));
+        outbox.push_front(Bytes::from_static(b"a"));
+        let mut sink = Vec::new();
+        outbox.write_to(&mut sink).unwrap();
+        assert_eq!(sink, b"abc");
     }
 }

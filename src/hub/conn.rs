@@ -1,20 +1,23 @@
-//! One connection's state, kept small: a mostly idle server holds many thousands of these.
+//! One connection's record, kept small: a mostly idle server holds many thousands of these.
 //!
-//! Invariants: an idle open connection owns no heap memory besides its shared uid (its decoder
-//! and outbox are empty and unallocated); the handshake buffer exists only while a request is
-//! partly received.
+//! The record holds the connection's transport (whatever the endpoint reads and writes; the
+//! hub only stores it), its WebSocket state, its timers and its queues. Invariants: an idle
+//! open connection owns no heap memory besides its shared uid (its decoder and outbox are empty
+//! and unallocated); the handshake buffer exists only while a request is partly received.
+//!
+//! | state \ event | peer close frame | server close | protocol error | EOF / I/O error | close frame written | timeout |
+//! | --- | --- | --- | --- | --- | --- | --- |
+//! | `Handshake` | — | — | HTTP error → `Closing` | `Dead` | — | 408 → `Closing` |
+//! | `Open` | echo → `Closing`, on_close (client) | close frame → `Closing`, on_close (server) | close frame → `Closing`, on_close (server) | `Dead`, on_close 1006 | — | idle/login: close → `Closing`; ping |
+//! | `Closing` | — | — | — | `Dead` | FIN → `Draining` | `Dead` |
+//! | `Draining` | — | — | — | `Dead` | — | `Dead` |
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use mio::net::TcpStream;
-
-use crate::outbox::Outbox;
+use super::ids::Tick;
+use super::outbox::Outbox;
 use crate::protocol::Decoder;
-
-/// Milliseconds since the reactor started, wrapping after about 49 days; only differences of
-/// less than 24 days are ever taken.
-pub(crate) type Tick = u32;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +49,10 @@ pub(crate) const OVERFLOW: u8 = 1 << 5;
 /// The poller reported the peer's FIN: read until end of stream, even after a short read.
 pub(crate) const PEER_CLOSED: u8 = 1 << 6;
 
-/// One TCP connection and its WebSocket state.
+/// One connection and its WebSocket state.
 #[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+pub(crate) struct Conn<T> {
+    pub(crate) transport: T,
     pub(crate) gen: u32,
     pub(crate) state: State,
     pub(crate) flags: u8,
@@ -75,10 +78,10 @@ pub(crate) struct Handshake {
     pub(crate) request: Vec<u8>,
 }
 
-impl Conn {
-    pub(crate) fn new(stream: TcpStream, peer: SocketAddr, gen: u32, now: Tick) -> Self {
+impl<T> Conn<T> {
+    pub(crate) fn new(transport: T, peer: SocketAddr, gen: u32, now: Tick) -> Self {
         Self {
-            stream,
+            transport,
             gen,
             state: State::Handshake,
             flags: 0,
@@ -120,10 +123,7 @@ mod tests {
     #[test]
     fn stays_small() {
         // Measured budget for an idle connection's record; growing it costs every connection.
-        assert!(
-            std::mem::size_of::<Conn>() <= 168,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
+        let size = std::mem::size_of::<Conn<mio::net::TcpStream>>();
+        assert!(size <= 168, "{size}");
     }
 }

@@ -1,0 +1,735 @@
+//! The hub: every WebSocket connection's state and every operation on it, with no sockets and
+//! no clock.
+//!
+//! `Hub` owns the connection slab (each record holds its transport, which the hub only stores),
+//! the uid registry, the groups, the counters, and the work lists of the current loop iteration:
+//! connections with output to flush, closes the handler has not heard of yet, and connections to
+//! drop. Everything that needs the time takes `now` (time since the server started, read by the
+//! reactor once per iteration). Operations here only queue bytes and change state: the
+//! WebSocket endpoint does all reading and writing, and the reactor reaps.
+//!
+//! Invariants: anything that queues bytes marks its connection dirty; a connection leaves the
+//! open state exactly once, and that is when its close is listed for `on_close`; `open` counts
+//! the connections in `State::Open`; a uid is in the registry only while an open connection is
+//! bound to it. Who may call: the endpoints and the callback API (`Context`, through
+//! [`Actions`]); never the protocol layer.
+
+pub(crate) mod conn;
+pub(crate) mod groups;
+pub(crate) mod ids;
+pub mod outbox;
+pub mod registry;
+pub(crate) mod stats;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use log::debug;
+use slab::Slab;
+use smallvec::SmallVec;
+
+use self::conn::{Conn, State, BLOCKED, DIRTY, OVERFLOW, READ_PAUSED};
+use self::groups::Groups;
+use self::ids::{has_elapsed, tick, CloseInfo, ConnId, Initiator, SendStatus};
+use self::registry::Registry;
+use self::stats::{Gauges, Stats};
+use crate::config::{Config, SlowConsumerPolicy};
+use crate::protocol::close::{encode_close_payload, CloseFrame};
+use crate::protocol::handshake::error_response;
+use crate::protocol::{encode_frame, encode_message, CloseCode, Message, OpCode, ProtocolError};
+
+/// Maps keyed by client-chosen names: a fast hash with per-process random keys, so that
+/// crafted names cannot force collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+/// Sets of client-chosen names, hashed as [`HashMap`] keys are.
+type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+
+/// Who a delivery is for. Every send goes through one fan-out path with one of these.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Recipients<'a> {
+    /// Every connection bound to this uid.
+    Uid(&'a str),
+    /// Every connection of every member of the group, except the listed uids.
+    Group {
+        /// The group's name.
+        group: &'a str,
+        /// Member uids left out.
+        exclude: &'a [&'a str],
+    },
+    /// Every bound connection.
+    All,
+}
+
+/// The connections of one reactor and everything known about them.
+pub(crate) struct Hub<T> {
+    pub(crate) conns: Slab<Conn<T>>,
+    registry: Registry,
+    groups: Groups,
+    pub(crate) config: Config,
+    pub(crate) stats: Stats,
+    /// The connection limit in force.
+    pub(crate) max_connections: usize,
+    /// Connections accepted past the limit only to be answered 503.
+    overflow: usize,
+    /// Connections in the `Open` state.
+    open: usize,
+    next_gen: u32,
+    /// Connections with output to flush.
+    pub(crate) dirty: Vec<usize>,
+    /// Open connections that closed since the handler was last told.
+    pub(crate) closed: Vec<(ConnId, CloseInfo)>,
+    /// Connections to drop at the end of the iteration.
+    pub(crate) dead: Vec<usize>,
+    /// A graceful shutdown is under way.
+    shutting_down: bool,
+}
+
+impl<T> Hub<T> {
+    pub(crate) fn new(config: Config, max_connections: usize) -> Self {
+        Self {
+            conns: Slab::new(),
+            registry: Registry::default(),
+            groups: Groups::default(),
+            config,
+            stats: Stats::default(),
+            max_connections,
+            overflow: 0,
+            open: 0,
+            next_gen: 0,
+            dirty: Vec::new(),
+            closed: Vec::new(),
+            dead: Vec::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// The current gauges; one pass over the connections.
+    pub(crate) fn gauges(&self, now: Duration) -> Gauges {
+        let mut gauges = Gauges {
+            open: self.open,
+            uids_online: self.registry.uid_count(),
+            groups: self.groups.count(),
+            uptime: now,
+            ..Gauges::default()
+        };
+        for (_, conn) in &self.conns {
+            match conn.state {
+                State::Handshake => gauges.handshaking += 1,
+                State::Open if conn.uid.is_some() => gauges.bound += 1,
+                State::Closing | State::Draining => gauges.closing += 1,
+                _ => {}
+            }
+        }
+        gauges
+    }
+
+    /// Connections counted against the limit (all but the 503 overflow).
+    pub(crate) fn held_count(&self) -> usize {
+        self.conns.len() - self.overflow
+    }
+
+    /// Connections accepted past the limit that are being answered 503.
+    pub(crate) fn overflow_count(&self) -> usize {
+        self.overflow
+    }
+
+    /// The slot of `id`, while its record exists (until the end of the iteration it died in, so
+    /// `on_close` can still ask about it). Operations check the state they need themselves.
+    pub(crate) fn key_of(&self, id: ConnId) -> Option<usize> {
+        let conn = self.conns.get(id.key())?;
+        (conn.gen == id.gen()).then_some(id.key())
+    }
+
+    pub(crate) fn id_of(&self, key: usize) -> ConnId {
+        ConnId::new(key as u32, self.conns[key].gen)
+    }
+
+    /// The uid `id` is bound to, while its record exists.
+    pub(crate) fn uid_of(&self, id: ConnId) -> Option<&str> {
+        self.conns[self.key_of(id)?].uid.as_deref()
+    }
+
+    /// The slot the next `insert` will use (so that the endpoint can register the transport
+    /// under it first).
+    pub(crate) fn vacant_key(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// Stores a new connection; `over_limit` ones only get a 503 answer.
+    pub(crate) fn insert(
+        &mut self,
+        transport: T,
+        peer: SocketAddr,
+        over_limit: bool,
+        now: Duration,
+    ) -> usize {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self
+            .conns
+            .insert(Conn::new(transport, peer, self.next_gen, tick(now)));
+        self.stats.accepted += 1;
+        if over_limit {
+            self.overflow += 1;
+            self.conns[key].set(OVERFLOW);
+            self.reject(key, 503, "connection limit reached", now);
+        }
+        key
+    }
+
+    /// Removes a dead connection's record and returns its transport, for deregistration.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
+        let conn = self.conns.try_remove(key)?;
+        if conn.has(OVERFLOW) {
+            self.overflow -= 1;
+        }
+        Some(conn.transport)
+    }
+
+    pub(crate) fn mark_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.has(DIRTY) {
+            conn.set(DIRTY);
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues a frame the protocol requires (pong, close, HTTP answer): never dropped.
+    fn queue_control(&mut self, key: usize, frame: Bytes) {
+        self.conns[key].outbox.push(frame);
+        self.mark_dirty(key);
+    }
+
+    /// A message would overflow `key`'s send queue: count it, and close the connection if
+    /// that is the policy.
+    fn over_limit(&mut self, key: usize, now: Duration) {
+        self.stats.dropped_messages += 1;
+        if self.config.slow_consumer == SlowConsumerPolicy::Close {
+            debug!("closing slow consumer {}", self.id_of(key));
+            self.conns[key].outbox.keep_only_head();
+            self.close(key, CloseCode::POLICY, "slow consumer", now);
+        }
+    }
+
+    /// Sends to one connection.
+    pub(crate) fn send(&mut self, id: ConnId, message: Message<'_>, now: Duration) -> SendStatus {
+        let Some(key) = self.key_of(id) else {
+            return SendStatus::Dropped;
+        };
+        let limit = self.config.max_send_buffer;
+        let Self {
+            conns,
+            dirty,
+            stats,
+            ..
+        } = self;
+        match offer(
+            &mut conns[key],
+            key,
+            encode_message(message),
+            limit,
+            dirty,
+            stats,
+        ) {
+            Offered::Queued(status) => status,
+            Offered::OverLimit => {
+                self.over_limit(key, now);
+                SendStatus::Dropped
+            }
+        }
+    }
+
+    /// Sends to many connections, encoding the frame once (and only if someone receives it);
+    /// returns how many connections it was queued to. The one fan-out path.
+    pub(crate) fn deliver(
+        &mut self,
+        to: Recipients<'_>,
+        message: Message<'_>,
+        now: Duration,
+    ) -> usize {
+        let limit = self.config.max_send_buffer;
+        let mut fanout = Fanout::default();
+        let Self {
+            conns,
+            registry,
+            groups,
+            dirty,
+            stats,
+            ..
+        } = self;
+        let mut frame = None;
+        // `last`: the recipient may take the frame itself (a lone recipient then costs no
+        // shared-buffer promotion).
+        let mut offer_to = |key: usize, conn: &mut Conn<T>, last: bool| {
+            let shared = frame.get_or_insert_with(|| encode_message(message));
+            let copy = if last {
+                std::mem::take(shared)
+            } else {
+                shared.clone()
+            };
+            fanout.record(key, offer(conn, key, copy, limit, dirty, stats));
+        };
+        match to {
+            Recipients::Uid(uid) => {
+                let ids = registry.conns(uid);
+                for (i, id) in ids.iter().enumerate() {
+                    offer_to(id.key(), &mut conns[id.key()], i + 1 == ids.len());
+                }
+            }
+            Recipients::Group { group, exclude } => {
+                for uid in groups.members(group) {
+                    if exclude.contains(&uid) {
+                        continue;
+                    }
+                    for id in registry.conns(uid) {
+                        offer_to(id.key(), &mut conns[id.key()], false);
+                    }
+                }
+            }
+            // One pass over the connection table, in memory order.
+            Recipients::All => {
+                for (key, conn) in conns.iter_mut() {
+                    if conn.uid.is_some() {
+                        offer_to(key, conn, false);
+                    }
+                }
+            }
+        }
+        for key in fanout.over_limit {
+            self.over_limit(key, now);
+        }
+        fanout.queued
+    }
+
+    /// Adds `uid` (online or not) to `group`; false if it was already a member.
+    pub(crate) fn join_group(&mut self, uid: &str, group: &str, now: Duration) -> bool {
+        let online = !self.registry.conns(uid).is_empty();
+        self.groups.join(uid, group, online, tick(now))
+    }
+
+    /// Removes `uid` from `group`; false if it was not a member.
+    pub(crate) fn leave_group(&mut self, uid: &str, group: &str) -> bool {
+        self.groups.leave(uid, group)
+    }
+
+    /// Deletes `group`; returns how many members it had.
+    pub(crate) fn ungroup(&mut self, group: &str) -> usize {
+        self.groups.ungroup(group)
+    }
+
+    /// Binds an open connection to `uid`, replacing any uid it had; false if it is not open.
+    pub(crate) fn bind_uid(&mut self, id: ConnId, uid: &str, now: Duration) -> bool {
+        let Some(key) = self
+            .key_of(id)
+            .filter(|&k| self.conns[k].state == State::Open)
+        else {
+            return false;
+        };
+        self.unbind_uid(id, now);
+        let name = self.registry.bind(uid, id);
+        self.groups.came_online(uid);
+        self.conns[key].uid = Some(name);
+        true
+    }
+
+    /// Removes the uid binding of `id`; false if it had none.
+    pub(crate) fn unbind_uid(&mut self, id: ConnId, now: Duration) -> bool {
+        let Some(key) = self.key_of(id) else {
+            return false;
+        };
+        match self.conns[key].uid.take() {
+            Some(uid) => {
+                self.detach(&uid, id, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes `id` from `uid` in the registry; if that was the uid's last connection, its
+    /// group memberships start their grace period.
+    fn detach(&mut self, uid: &str, id: ConnId, now: Duration) {
+        self.registry.unbind(uid, id);
+        if self.registry.conns(uid).is_empty() {
+            self.groups.went_offline(uid, tick(now));
+        }
+    }
+
+    /// A completed handshake opened the connection.
+    pub(crate) fn open(&mut self, key: usize, now: Duration) {
+        self.conns[key].head = None;
+        self.conns[key].enter(State::Open, tick(now));
+        self.open += 1;
+        self.stats.opened += 1;
+    }
+
+    /// Takes back an `open` for a connection the handler refused: no close is reported, even
+    /// if the handler closed it inside `on_open` before refusing it.
+    pub(crate) fn unopen(&mut self, key: usize, now: Duration) {
+        let id = self.id_of(key);
+        if self.conns[key].state == State::Open {
+            self.unbind_uid(id, now);
+            self.open -= 1;
+        } else if let Some(at) = self.closed.iter().rposition(|(closed, _)| *closed == id) {
+            // Closed during `on_open`: that close is taken back with the open.
+            let (_, info) = self.closed.remove(at);
+            if let Some(count) = self.stats.closes.get_mut(&info.code.0) {
+                *count -= 1;
+                if *count == 0 {
+                    self.stats.closes.remove(&info.code.0);
+                }
+            }
+        }
+        self.conns[key].outbox.clear();
+        self.conns[key].enter(State::Handshake, tick(now));
+        self.stats.opened -= 1;
+    }
+
+    /// Refuses a handshake with an HTTP error answer, then closes.
+    pub(crate) fn reject(&mut self, key: usize, status: u16, reason: &str, now: Duration) {
+        *self.stats.handshake_failures.entry(status).or_default() += 1;
+        let conn = &mut self.conns[key];
+        conn.head = None;
+        conn.enter(State::Closing, tick(now));
+        self.queue_control(key, Bytes::from(error_response(status, reason)));
+    }
+
+    /// Server-initiated close: queues a close frame and lists the close for the handler.
+    pub(crate) fn close(&mut self, key: usize, code: CloseCode, reason: &str, now: Duration) {
+        if self.conns[key].state != State::Open {
+            return;
+        }
+        self.leave_open(key, code, reason, Initiator::Server, now);
+        let payload = encode_close_payload(code, reason);
+        self.queue_control(key, encode_frame(OpCode::Close, &payload, None));
+    }
+
+    /// Fails the connection for a protocol violation (RFC 6455 §7.1.7).
+    pub(crate) fn fail(&mut self, key: usize, error: ProtocolError, now: Duration) {
+        debug!("{}: {error}", self.id_of(key));
+        self.close(key, error.close_code(), error.reason(), now);
+    }
+
+    /// The client sent a close frame: echo its code and list the close.
+    pub(crate) fn peer_closed(&mut self, key: usize, frame: Option<CloseFrame<'_>>, now: Duration) {
+        if self.conns[key].state != State::Open {
+            return;
+        }
+        let (code, reason) = frame.map_or((CloseCode::NO_STATUS, ""), |f| (f.code, f.reason));
+        self.leave_open(key, code, reason, Initiator::Client, now);
+        // §5.5.1: the answering close frame "typically echos the status code it received".
+        let payload = frame.map_or(Vec::new(), |f| f.code.0.to_be_bytes().to_vec());
+        self.queue_control(key, encode_frame(OpCode::Close, &payload, None));
+    }
+
+    /// Answers a ping.
+    pub(crate) fn pong(&mut self, key: usize, payload: &[u8]) {
+        self.queue_control(key, encode_frame(OpCode::Pong, payload, None));
+    }
+
+    /// Queues a heartbeat ping.
+    fn ping(&mut self, key: usize, now: Duration) {
+        self.conns[key].last_ping = tick(now);
+        self.queue_control(key, encode_frame(OpCode::Ping, b"", None));
+    }
+
+    /// The transport is gone (EOF, reset, write error): drop the connection.
+    pub(crate) fn vanish(&mut self, key: usize, now: Duration) {
+        if self.conns[key].state == State::Open {
+            self.leave_open(key, CloseCode::ABNORMAL, "", Initiator::Client, now);
+        }
+        self.kill(key);
+    }
+
+    /// Everything up to the close frame is written and the write side is shut: read until the
+    /// peer closes too (so that unread input cannot turn the close into a reset).
+    pub(crate) fn drain(&mut self, key: usize, now: Duration) {
+        self.conns[key].enter(State::Draining, tick(now));
+    }
+
+    /// Marks the connection for removal at the end of the iteration.
+    pub(crate) fn kill(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.state != State::Dead {
+            conn.state = State::Dead;
+            self.dead.push(key);
+        }
+    }
+
+    fn leave_open(
+        &mut self,
+        key: usize,
+        code: CloseCode,
+        reason: &str,
+        initiator: Initiator,
+        now: Duration,
+    ) {
+        let id = self.id_of(key);
+        if let Some(uid) = self.conns[key].uid.clone() {
+            self.detach(&uid, id, now);
+        }
+        self.conns[key].enter(State::Closing, tick(now));
+        self.open -= 1;
+        *self.stats.closes.entry(code.0).or_default() += 1;
+        let info = CloseInfo {
+            code,
+            reason: reason.to_owned(),
+            initiator,
+        };
+        self.closed.push((id, info));
+    }
+
+    /// Whether reading from `key` must wait until its queue drains (backpressure): pauses above
+    /// half the send cap; [`Hub::may_resume_reading`] resumes at a quarter.
+    pub(crate) fn should_pause_reading(&mut self, key: usize) -> bool {
+        let high_water = self.config.max_send_buffer / 2;
+        let conn = &mut self.conns[key];
+        if conn.outbox.len() > high_water {
+            conn.set(READ_PAUSED);
+        }
+        conn.has(READ_PAUSED)
+    }
+
+    /// After a write: lifts a reading pause once the queue is down to a quarter of the send
+    /// cap; true if it did.
+    pub(crate) fn may_resume_reading(&mut self, key: usize) -> bool {
+        let low_water = self.config.max_send_buffer / 4;
+        let conn = &mut self.conns[key];
+        if conn.has(READ_PAUSED) && conn.outbox.len() <= low_water {
+            conn.clear(READ_PAUSED);
+            return true;
+        }
+        false
+    }
+
+    /// Records that the transport can take writes again.
+    pub(crate) fn writable(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.clear(BLOCKED);
+        if !conn.outbox.is_empty() {
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Records bytes read from `key`; any inbound byte counts as life.
+    pub(crate) fn record_read(&mut self, key: usize, bytes: usize, now: Duration) {
+        self.stats.socket_reads += 1;
+        self.stats.bytes_in += bytes as u64;
+        self.conns[key].last_seen = tick(now);
+    }
+
+    /// Applies every timeout at `now`: handshake, login, heartbeat, idle, close, and the groups'
+    /// grace period. One pass over all connections; it also frees send queues kept from earlier
+    /// bursts.
+    pub(crate) fn sweep(&mut self, now: Duration) {
+        let elapsed = |since, duration| has_elapsed(since, now, duration);
+        let config = &self.config;
+        let mut due = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            conn.outbox.release_spare();
+            let action = match conn.state {
+                State::Handshake if elapsed(conn.since, config.handshake_timeout) => {
+                    Timeout::Handshake
+                }
+                State::Open => {
+                    if config
+                        .idle_timeout
+                        .is_some_and(|t| elapsed(conn.last_seen, t))
+                    {
+                        Timeout::Idle
+                    } else if conn.uid.is_none()
+                        && config.login_timeout.is_some_and(|t| elapsed(conn.since, t))
+                    {
+                        Timeout::Login
+                    } else if config
+                        .ping_interval
+                        .is_some_and(|t| elapsed(conn.last_seen, t) && elapsed(conn.last_ping, t))
+                    {
+                        Timeout::Ping
+                    } else {
+                        continue;
+                    }
+                }
+                State::Closing | State::Draining if elapsed(conn.since, config.close_timeout) => {
+                    Timeout::Close
+                }
+                _ => continue,
+            };
+            due.push((key, action));
+        }
+        let grace = self.config.group_grace;
+        self.groups
+            .expire(|offline_since| elapsed(offline_since, grace));
+        for (key, action) in due {
+            match action {
+                Timeout::Handshake => self.reject(key, 408, "handshake timed out", now),
+                Timeout::Idle => self.close(key, CloseCode::GOING_AWAY, "idle timeout", now),
+                Timeout::Login => self.close(key, CloseCode::POLICY, "login timeout", now),
+                Timeout::Ping => self.ping(key, now),
+                Timeout::Close => self.kill(key),
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: close 1001 to every open connection, drop the others that
+    /// are still in their handshake.
+    pub(crate) fn close_all(&mut self, now: Duration) {
+        self.shutting_down = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match self.conns[key].state {
+                State::Open => self.close(key, CloseCode::GOING_AWAY, "server shutting down", now),
+                State::Handshake => self.kill(key),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What the callback API may do with the hub, whatever its transport: `Context` holds a
+/// `&mut dyn Actions`, so the handler API does not depend on how bytes travel.
+pub(crate) trait Actions {
+    fn send(&mut self, id: ConnId, message: Message<'_>, now: Duration) -> SendStatus;
+    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> usize;
+    fn bind_uid(&mut self, id: ConnId, uid: &str, now: Duration) -> bool;
+    fn unbind_uid(&mut self, id: ConnId, now: Duration) -> bool;
+    fn join_group(&mut self, uid: &str, group: &str, now: Duration) -> bool;
+    fn leave_group(&mut self, uid: &str, group: &str) -> bool;
+    fn ungroup(&mut self, group: &str) -> usize;
+    /// Closes an open connection; codes that may not be sent become 1000.
+    fn close(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Duration);
+    fn uid_of(&self, id: ConnId) -> Option<&str>;
+    fn registry(&self) -> &Registry;
+    fn groups(&self) -> &Groups;
+    fn open_count(&self) -> usize;
+    fn gauges(&self, now: Duration) -> Gauges;
+    fn stats(&self) -> &Stats;
+    fn config(&self) -> &Config;
+    fn is_shutting_down(&self) -> bool;
+}
+
+impl<T> Actions for Hub<T> {
+    fn send(&mut self, id: ConnId, message: Message<'_>, now: Duration) -> SendStatus {
+        Hub::send(self, id, message, now)
+    }
+    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> usize {
+        Hub::deliver(self, to, message, now)
+    }
+    fn bind_uid(&mut self, id: ConnId, uid: &str, now: Duration) -> bool {
+        Hub::bind_uid(self, id, uid, now)
+    }
+    fn unbind_uid(&mut self, id: ConnId, now: Duration) -> bool {
+        Hub::unbind_uid(self, id, now)
+    }
+    fn join_group(&mut self, uid: &str, group: &str, now: Duration) -> bool {
+        Hub::join_group(self, uid, group, now)
+    }
+    fn leave_group(&mut self, uid: &str, group: &str) -> bool {
+        Hub::leave_group(self, uid, group)
+    }
+    fn ungroup(&mut self, group: &str) -> usize {
+        Hub::ungroup(self, group)
+    }
+    fn close(&mut self, id: ConnId, code: CloseCode, reason: &str, now: Duration) {
+        if let Some(key) = self.key_of(id) {
+            let code = if code.is_sendable() {
+                code
+            } else {
+                CloseCode::NORMAL
+            };
+            Hub::close(self, key, code, reason, now);
+        }
+    }
+    fn uid_of(&self, id: ConnId) -> Option<&str> {
+        Hub::uid_of(self, id)
+    }
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    fn groups(&self) -> &Groups {
+        &self.groups
+    }
+    fn open_count(&self) -> usize {
+        self.open
+    }
+    fn gauges(&self, now: Duration) -> Gauges {
+        Hub::gauges(self, now)
+    }
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+}
+
+/// What a fan-out did: how many connections it queued to, and which were full.
+#[derive(Default)]
+struct Fanout {
+    queued: usize,
+    over_limit: SmallVec<[usize; 4]>,
+}
+
+impl Fanout {
+    fn record(&mut self, key: usize, offered: Offered) {
+        match offered {
+            Offered::Queued(SendStatus::Dropped) => {}
+            Offered::Queued(_) => self.queued += 1,
+            Offered::OverLimit => self.over_limit.push(key),
+        }
+    }
+}
+
+/// The outcome of offering a data frame to one connection's queue.
+enum Offered {
+    Queued(SendStatus),
+    /// The queue is full; the caller applies the slow-consumer policy.
+    OverLimit,
+}
+
+/// Queues `frame` on an open connection unless that would overflow its send queue (an empty
+/// queue takes any message, so a message as large as the limit still goes out). Takes the
+/// fields it needs separately so that callers can iterate the connection table.
+fn offer<T>(
+    conn: &mut Conn<T>,
+    key: usize,
+    frame: Bytes,
+    limit: usize,
+    dirty: &mut Vec<usize>,
+    stats: &mut Stats,
+) -> Offered {
+    if conn.state != State::Open {
+        return Offered::Queued(SendStatus::Dropped);
+    }
+    let queued = conn.outbox.len();
+    if queued > 0 && queued + frame.len() > limit {
+        return Offered::OverLimit;
+    }
+    let status = if conn.has(BLOCKED) {
+        SendStatus::Queued
+    } else {
+        SendStatus::Sent
+    };
+    conn.outbox.push(frame);
+    stats.messages_out += 1;
+    if !conn.has(DIRTY) {
+        conn.set(DIRTY);
+        dirty.push(key);
+    }
+    Offered::Queued(status)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Timeout {
+    Handshake,
+    Idle,
+    Login,
+    Ping,
+    Close,
+}
+
+#[cfg(test)]
+mod tests;

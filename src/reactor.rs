@@ -1,0 +1,396 @@
+//! The reactor: one `mio::Poll` on one thread driving every endpoint through the same phases.
+//!
+//! One loop iteration, in order:
+//! 1. wait for readiness, no longer than the earliest deadline an endpoint asked for (not at
+//!    all while an endpoint has work left);
+//! 2. read the clock once: that `now` is the time for the whole iteration;
+//! 3. hand each event to the endpoint its token names (the reactor keeps only the waker and
+//!    the signals for itself);
+//! 4. each endpoint's turn: read, decode, dispatch to the handler, answer, within its budget
+//!    (a busy iteration gathers a few more rounds of events first, so that replies for the same
+//!    connection leave in one write);
+//! 5. each endpoint's sweep: the timeouts due at `now`;
+//! 6. each endpoint's flush: the only writes, then dead connections are dropped;
+//! 7. during a shutdown, exit once every endpoint is drained or the shutdown timeout passed.
+//!
+//! After every phase the handler hears of the connections that closed in it. The reactor owns
+//! the poll, the token space, the clock, the signals and the shutdown sequence; it has no
+//! branch for any particular endpoint. Sockets are registered once for read and write readiness
+//! (edge-triggered); what the poller reported is kept by each endpoint until an operation
+//! returns `WouldBlock`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::api::Api;
+use crate::endpoint::{decode_token, Cx, Endpoint, Slot, Tokens, REACTOR};
+use crate::hub::Hub;
+use crate::net::{self, Socket};
+use crate::ws::WebSocket;
+use crate::{Config, Handler};
+
+/// The endpoints' numbers in the token space.
+const WEBSOCKET: usize = 0;
+const API: usize = 1;
+
+/// The reactor's own sources.
+const WAKER: Token = token_of_reactor(0);
+const SIGNALS: Token = token_of_reactor(1);
+
+const fn token_of_reactor(slot: usize) -> Token {
+    Token(slot << 3 | REACTOR)
+}
+
+/// Messages read in one turn from which the iteration counts as busy and reads again before
+/// flushing.
+const BUSY_BATCH: u64 = 64;
+
+/// Extra rounds of events a busy iteration may take before it flushes.
+const EXTRA_READ_PASSES: usize = 3;
+
+/// Events taken from the poller per wait.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A WebSocket server: its listeners, a handler and the reactor that drives them.
+///
+/// The server and its handler live on the thread that calls `run` and are not `Send` (the uid
+/// registry shares strings with `Rc`): build the server on that thread, and stop it from
+/// elsewhere with a [`ServerHandle`].
+pub struct Server<H> {
+    poll: Poll,
+    local_addr: SocketAddr,
+    shared: Shared<H>,
+    websocket: WebSocket,
+    api: Option<Api>,
+    control: Arc<Control>,
+    waker: Arc<Waker>,
+    signals: Option<Signals>,
+    started: Instant,
+    shutdown_deadline: Option<Duration>,
+}
+
+/// What every endpoint's phases act on.
+struct Shared<H> {
+    hub: Hub<Socket>,
+    handler: H,
+    scratch: Vec<u8>,
+}
+
+/// Shared between the reactor and its `ServerHandle`s.
+#[derive(Debug, Default)]
+struct Control {
+    shutdown: AtomicBool,
+}
+
+/// A cloneable, thread-safe handle that can stop a running server.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    control: Arc<Control>,
+    waker: Arc<Waker>,
+}
+
+impl ServerHandle {
+    /// Asks the server to shut down gracefully (close 1001 to every client, then `run`
+    /// returns). Returns at once.
+    pub fn shutdown(&self) {
+        self.control.shutdown.store(true, Ordering::SeqCst);
+        if let Err(error) = self.waker.wake() {
+            warn!("could not wake the reactor: {error}");
+        }
+    }
+}
+
+/// Why `Server::bind` failed, naming what could not be set up.
+#[derive(Debug)]
+pub struct BindError {
+    what: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl BindError {
+    /// The kind of the underlying I/O error (`InvalidInput` for a refused configuration).
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<BindError> for io::Error {
+    fn from(error: BindError) -> Self {
+        io::Error::new(error.source.kind(), error.to_string())
+    }
+}
+
+fn context(what: impl Into<String>) -> impl FnOnce(io::Error) -> BindError {
+    let what = what.into();
+    move |source| BindError { what, source }
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds the listeners and prepares the reactor; nothing is accepted until `run`.
+    ///
+    /// Raises the soft open-files limit to the hard limit and derives the connection limit from
+    /// it unless `config.max_connections` is set.
+    pub fn bind(config: Config, handler: H) -> Result<Self, BindError> {
+        config.validate().map_err(|error| BindError {
+            what: "invalid configuration".to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, error),
+        })?;
+        let files = net::raise_open_files_limit();
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| files.saturating_sub(crate::config::FD_RESERVE).max(1));
+        let poll = Poll::new().map_err(context("cannot create the poller"))?;
+        let listen = config.listen;
+        let mut listener = net::bind_listener(listen, config.backlog)
+            .map_err(context(format!("cannot listen on {listen}")))?;
+        let tokens = Tokens::of(WEBSOCKET);
+        poll.registry()
+            .register(
+                &mut listener,
+                tokens.token(Slot::Listener),
+                Interest::READABLE,
+            )
+            .map_err(context("cannot register the listener"))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(context("cannot read the listening address"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(context("cannot create a waker"))?;
+        let api = match &config.api {
+            Some(api) => Some(
+                Api::bind(api.clone(), poll.registry(), Tokens::of(API))
+                    .map_err(context(format!("push API on {}", api.listen)))?,
+            ),
+            None => None,
+        };
+        let websocket = WebSocket::new(tokens, Some(listener), &config);
+        let scratch = vec![0; config.read_buffer_size.max(4096)];
+        Ok(Self {
+            poll,
+            local_addr,
+            shared: Shared {
+                hub: Hub::new(config, max_connections),
+                handler,
+                scratch,
+            },
+            websocket,
+            api,
+            control: Arc::default(),
+            waker: Arc::new(waker),
+            signals: None,
+            started: Instant::now(),
+            shutdown_deadline: None,
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address the push API listens on, if it is enabled.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(Api::local_addr)
+    }
+
+    /// The connection limit in force.
+    pub fn max_connections(&self) -> usize {
+        self.shared.hub.max_connections
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.hub.config
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            control: Arc::clone(&self.control),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Shuts down gracefully on SIGINT or SIGTERM; a second signal exits at once.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals =
+            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs the reactor until a shutdown completes. The only reader of the clock.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENT_CAPACITY);
+        let mut now = self.started.elapsed();
+        loop {
+            let timeout = self.poll_timeout(now);
+            if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            now = self.started.elapsed();
+            let messages_before = self.shared.hub.stats.messages_in;
+            self.dispatch(&events, now);
+            self.phase(now, |endpoint, cx| endpoint.turn(cx));
+            // Under load, gather what else has arrived before writing: messages for the same
+            // connection then leave in one write. A light load never takes this path.
+            for _ in 0..EXTRA_READ_PASSES {
+                if self.shared.hub.stats.messages_in - messages_before < BUSY_BATCH {
+                    break;
+                }
+                if self.poll.poll(&mut events, Some(Duration::ZERO)).is_err() || events.is_empty() {
+                    break;
+                }
+                self.dispatch(&events, now);
+                self.phase(now, |endpoint, cx| endpoint.turn(cx));
+            }
+            self.phase(now, |endpoint, cx| endpoint.sweep(cx));
+            self.phase(now, |endpoint, cx| endpoint.flush(cx));
+            if self.is_shutdown_complete(now) {
+                info!("shutdown complete");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one phase for every endpoint, in a fixed order, telling the handler about closes
+    /// after each.
+    fn phase(&mut self, now: Duration, mut run: impl FnMut(&mut dyn Endpoint<H>, &mut Cx<'_, H>)) {
+        let Self {
+            poll,
+            shared,
+            websocket,
+            api,
+            ..
+        } = self;
+        let mut cx = Cx {
+            hub: &mut shared.hub,
+            handler: &mut shared.handler,
+            registry: poll.registry(),
+            scratch: &mut shared.scratch,
+            now,
+        };
+        let endpoints: [&mut dyn Endpoint<H>; 2] = [websocket, api];
+        for endpoint in endpoints {
+            run(endpoint, &mut cx);
+            cx.report_closes();
+        }
+    }
+
+    /// Hands each event to the endpoint its token names.
+    fn dispatch(&mut self, events: &Events, now: Duration) {
+        self.shared.hub.stats.wakeups += 1;
+        for event in events {
+            match decode_token(event.token()) {
+                (REACTOR, _) if event.token() == WAKER => self.check_control(now),
+                (REACTOR, _) => self.on_signal(now),
+                (endpoint, slot) => self.on_event(endpoint, slot, event, now),
+            }
+        }
+    }
+
+    fn on_event(&mut self, endpoint: usize, slot: Slot, event: &Event, now: Duration) {
+        let Self {
+            poll,
+            shared,
+            websocket,
+            api,
+            ..
+        } = self;
+        let mut cx = Cx {
+            hub: &mut shared.hub,
+            handler: &mut shared.handler,
+            registry: poll.registry(),
+            scratch: &mut shared.scratch,
+            now,
+        };
+        let target: &mut dyn Endpoint<H> = match endpoint {
+            WEBSOCKET => websocket,
+            API => api,
+            // Sporadic events for tokens nobody owns are harmless.
+            _ => return,
+        };
+        target.on_event(slot, event, &mut cx);
+    }
+
+    /// How long the poller may wait: not at all while an endpoint has work, else until the
+    /// earliest deadline an endpoint (or the shutdown) asked for.
+    fn poll_timeout(&self, now: Duration) -> Duration {
+        let hub = &self.shared.hub;
+        let endpoints: [&dyn Endpoint<H>; 2] = [&self.websocket, &self.api];
+        if endpoints.iter().any(|endpoint| endpoint.has_work(hub)) {
+            return Duration::ZERO;
+        }
+        endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.next_deadline())
+            .chain(self.shutdown_deadline)
+            .min()
+            .map_or(Duration::from_secs(1), |deadline| {
+                deadline.saturating_sub(now)
+            })
+    }
+
+    fn check_control(&mut self, now: Duration) {
+        if self.control.shutdown.load(Ordering::SeqCst) {
+            self.begin_shutdown(now);
+        }
+    }
+
+    fn on_signal(&mut self, now: Duration) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        if signals.pending().count() == 0 {
+            return;
+        }
+        if self.shutdown_deadline.is_some() {
+            info!("second signal: exiting without waiting for clients");
+            self.shutdown_deadline = Some(now);
+        } else {
+            info!("signal received: shutting down");
+            self.begin_shutdown(now);
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Duration) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(now + self.shared.hub.config.shutdown_timeout);
+        self.phase(now, |endpoint, cx| endpoint.begin_drain(cx));
+    }
+
+    fn is_shutdown_complete(&self, now: Duration) -> bool {
+        let Some(deadline) = self.shutdown_deadline else {
+            return false;
+        };
+        let hub = &self.shared.hub;
+        let endpoints: [&dyn Endpoint<H>; 2] = [&self.websocket, &self.api];
+        now >= deadline || endpoints.iter().all(|endpoint| endpoint.is_drained(hub))
+    }
+}

@@ -1,0 +1,484 @@
+//! The WebSocket endpoint: everything between a WebSocket client's socket and the hub.
+//!
+//! Owns the listener and its accept gate, the opening handshake and origin policy, the read path
+//! (read into the reactor's shared buffer → decode → dispatch to the handler), the write path
+//! (one vectored write per connection with output, the only writes), backpressure (a connection
+//! whose queue is over half its cap is not read, so TCP pushes back on the client), and closing
+//! (close frame written → FIN → read until the peer closes). The connection records live in the
+//! hub; this module is their only reader and writer of bytes.
+//!
+//! Readiness is edge-triggered and remembered until an operation returns `WouldBlock`. It never
+//! panics on peer input and never spins: input per connection per turn is bounded, accepting
+//! pauses at the limit and resumes when a connection closes.
+
+use std::io;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use log::{debug, error};
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::Interest;
+
+use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
+use crate::handler::Request;
+use crate::hub::conn::{State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, READABLE};
+use crate::hub::outbox::Flushed;
+use crate::hub::Hub;
+use crate::net::{AcceptGate, Socket, Transport};
+use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
+use crate::protocol::http::first_header;
+use crate::protocol::Event as Frame;
+use crate::{Config, Handler};
+
+/// Reads of the shared buffer one connection gets per turn before others have theirs.
+const READS_PER_TURN: usize = 4;
+
+/// Connections accepted past the limit and answered 503 at once; beyond this many, new
+/// clients wait in the kernel's backlog.
+const OVERFLOW_SLOTS: usize = 32;
+
+/// The WebSocket endpoint.
+pub(crate) struct WebSocket {
+    tokens: Tokens,
+    /// `None` once draining.
+    listener: Option<TcpListener>,
+    gate: AcceptGate,
+    /// Connections with unread input left for the next turn.
+    ready: Vec<usize>,
+    sweep_every: Duration,
+    next_sweep: Duration,
+}
+
+impl WebSocket {
+    /// The endpoint for connections accepted on `listener` (already registered under
+    /// `tokens`' listener token).
+    pub(crate) fn new(tokens: Tokens, listener: Option<TcpListener>, config: &Config) -> Self {
+        let sweep_every = sweep_interval(config);
+        Self {
+            tokens,
+            listener,
+            gate: AcceptGate::new("WebSocket"),
+            ready: Vec::new(),
+            sweep_every,
+            next_sweep: sweep_every,
+        }
+    }
+
+    fn accept<H: Handler>(&mut self, cx: &mut Cx<'_, H>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            let hub = &mut *cx.hub;
+            let over_limit = hub.held_count() >= hub.max_connections;
+            let has_room = !over_limit || hub.overflow_count() < OVERFLOW_SLOTS;
+            let Some((mut stream, peer)) = self.gate.next(listener, has_room) else {
+                return;
+            };
+            // TCP_NODELAY is inherited from the listening socket.
+            let token = self.tokens.token(Slot::Conn(hub.vacant_key()));
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(error) = cx.registry.register(&mut stream, token, interest) {
+                error!("could not register a connection: {error}");
+                continue;
+            }
+            hub.insert(stream, peer, over_limit, cx.now);
+        }
+    }
+
+    fn mark_ready<T>(&mut self, hub: &mut Hub<T>, key: usize) {
+        let conn = &mut hub.conns[key];
+        if !conn.has(IN_READY) {
+            conn.set(IN_READY);
+            self.ready.push(key);
+        }
+    }
+
+    /// Records what the poller reported for a connection.
+    fn on_conn_event<T>(&mut self, hub: &mut Hub<T>, key: usize, event: &Event) {
+        // Events for a slot that was freed are harmless: readiness is only a hint.
+        if !hub.conns.contains(key) {
+            return;
+        }
+        let writable = event.is_writable();
+        let closed = event.is_read_closed() || event.is_error();
+        self.on_readiness(hub, key, event.is_readable(), writable, closed);
+    }
+
+    fn on_readiness<T>(
+        &mut self,
+        hub: &mut Hub<T>,
+        key: usize,
+        readable: bool,
+        writable: bool,
+        closed: bool,
+    ) {
+        if writable {
+            hub.writable(key);
+        }
+        if closed {
+            hub.conns[key].set(PEER_CLOSED);
+        }
+        if readable || closed {
+            hub.conns[key].set(READABLE);
+            self.mark_ready(hub, key);
+        }
+    }
+
+    /// Reads from every connection with input, within each one's budget.
+    fn read_ready<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for &key in &ready {
+            if let Some(conn) = cx.hub.conns.get_mut(key) {
+                conn.clear(IN_READY);
+                self.read_conn(cx, key);
+                cx.report_closes();
+            }
+        }
+        ready.clear();
+        if self.ready.is_empty() {
+            self.ready = ready;
+        }
+    }
+
+    fn read_conn<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
+        for _ in 0..READS_PER_TURN {
+            let conn = &mut cx.hub.conns[key];
+            if conn.state == State::Dead || !conn.has(READABLE) {
+                return;
+            }
+            if conn.state == State::Open && cx.hub.should_pause_reading(key) {
+                return;
+            }
+            let conn = &mut cx.hub.conns[key];
+            match conn.transport.read(cx.scratch) {
+                Ok(0) => {
+                    cx.hub.vanish(key, cx.now);
+                    return;
+                }
+                Ok(n) => {
+                    cx.hub.record_read(key, n, cx.now);
+                    on_bytes(cx, key, n);
+                    // A short read emptied the receive queue; data arriving later raises a new
+                    // edge, so skip the read that would only say `WouldBlock` (one syscall per
+                    // read event; tokio relies on the same epoll behaviour). Not after a FIN:
+                    // that raises no further edge.
+                    let conn = &mut cx.hub.conns[key];
+                    if n < cx.scratch.len() && !conn.has(PEER_CLOSED) {
+                        conn.clear(READABLE);
+                        return;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    conn.clear(READABLE);
+                    return;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    debug!("{}: read failed: {error}", cx.hub.id_of(key));
+                    cx.hub.vanish(key, cx.now);
+                    return;
+                }
+            }
+        }
+        // Budget spent with input possibly left: continue next turn.
+        if cx.hub.conns[key].has(READABLE) {
+            self.mark_ready(cx.hub, key);
+        }
+    }
+
+    /// Writes every dirty connection's queue.
+    fn write_dirty<T: Transport>(&mut self, hub: &mut Hub<T>, now: Duration) {
+        let mut dirty = std::mem::take(&mut hub.dirty);
+        for &key in &dirty {
+            let Some(conn) = hub.conns.get_mut(key) else {
+                continue;
+            };
+            conn.clear(DIRTY);
+            if conn.state == State::Dead || conn.has(BLOCKED) {
+                continue;
+            }
+            match conn.outbox.write_to(&mut conn.transport) {
+                Ok((written, flushed, calls)) => {
+                    hub.stats.socket_writes += calls;
+                    hub.stats.bytes_out += written as u64;
+                    self.after_write(hub, key, flushed, now);
+                }
+                Err(error) => {
+                    debug!("{}: write failed: {error}", hub.id_of(key));
+                    hub.vanish(key, now);
+                }
+            }
+        }
+        dirty.clear();
+        if hub.dirty.is_empty() {
+            hub.dirty = dirty;
+        }
+    }
+
+    fn after_write<T: Transport>(
+        &mut self,
+        hub: &mut Hub<T>,
+        key: usize,
+        flushed: Flushed,
+        now: Duration,
+    ) {
+        let conn = &mut hub.conns[key];
+        if flushed == Flushed::Blocked {
+            conn.set(BLOCKED);
+        } else if conn.state == State::Closing {
+            // Everything including the close frame is out: send FIN, then read until the peer
+            // closes too, so unread input cannot turn our close into a reset.
+            if conn.transport.shutdown_write().is_err() {
+                hub.kill(key);
+                return;
+            }
+            hub.drain(key, now);
+        }
+        if hub.may_resume_reading(key) && hub.conns[key].has(READABLE) {
+            self.mark_ready(hub, key);
+        }
+    }
+
+    /// Drops the connections that died this iteration, handing each transport to `release`.
+    fn reap<T>(&mut self, hub: &mut Hub<T>, mut release: impl FnMut(T)) -> bool {
+        let freed = !hub.dead.is_empty();
+        for key in std::mem::take(&mut hub.dead) {
+            if let Some(transport) = hub.remove(key) {
+                release(transport);
+            }
+        }
+        freed
+    }
+
+    fn sweep_due<T>(&mut self, hub: &mut Hub<T>, now: Duration) -> bool {
+        if now < self.next_sweep {
+            return false;
+        }
+        hub.sweep(now);
+        self.next_sweep = now + self.sweep_every;
+        true
+    }
+}
+
+impl<H: Handler> Endpoint<H> for WebSocket {
+    fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
+        match slot {
+            Slot::Listener => self.accept(cx),
+            Slot::Conn(key) => self.on_conn_event(cx.hub, key, event),
+        }
+    }
+
+    fn turn(&mut self, cx: &mut Cx<'_, H>) {
+        self.read_ready(cx);
+    }
+
+    fn sweep(&mut self, cx: &mut Cx<'_, H>) {
+        if self.sweep_due(cx.hub, cx.now) && self.gate.is_paused() {
+            self.accept(cx);
+        }
+    }
+
+    fn flush(&mut self, cx: &mut Cx<'_, H>) {
+        self.write_dirty(cx.hub, cx.now);
+        // `on_close` still sees the records of connections that died writing.
+        cx.report_closes();
+        let registry = cx.registry;
+        let freed = self.reap(cx.hub, |mut stream: Socket| {
+            let _ = registry.deregister(&mut stream);
+        });
+        if freed && self.gate.is_paused() {
+            self.accept(cx);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        Some(self.next_sweep)
+    }
+
+    fn has_work(&self, hub: &Hub<Socket>) -> bool {
+        !self.ready.is_empty() || !hub.dirty.is_empty()
+    }
+
+    fn begin_drain(&mut self, cx: &mut Cx<'_, H>) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = cx.registry.deregister(&mut listener);
+        }
+        cx.hub.close_all(cx.now);
+    }
+
+    fn is_drained(&self, hub: &Hub<Socket>) -> bool {
+        hub.conns.is_empty()
+    }
+}
+
+/// Hands bytes just read into the shared buffer to the connection's current stage.
+fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) {
+    match cx.hub.conns[key].state {
+        State::Handshake => on_handshake_bytes(cx, key, n),
+        State::Open => {
+            let Cx {
+                hub,
+                handler,
+                scratch,
+                now,
+                ..
+            } = cx;
+            decode_and_dispatch(hub, *handler, key, &mut scratch[..n], *now);
+        }
+        // Closing or draining: input is read only to see the peer's close; discard it.
+        _ => {}
+    }
+}
+
+fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) {
+    let now = cx.now;
+    let max_len = cx.hub.config.max_handshake_size;
+    let Some(mut head) = cx.hub.conns[key].head.take() else {
+        return;
+    };
+    head.request.extend_from_slice(&cx.scratch[..n]);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let request = match parse_request(&head.request, max_len, &mut headers) {
+        Ok(Some(request)) => request,
+        Ok(None) => {
+            cx.hub.conns[key].head = Some(head);
+            return;
+        }
+        Err(error) => {
+            debug!("{}: handshake refused: {error}", cx.hub.id_of(key));
+            cx.hub.reject(key, error.status, error.reason, now);
+            return;
+        }
+    };
+    if !is_origin_allowed(&cx.hub.config.allowed_origins, request.headers) {
+        debug!("{}: origin refused", cx.hub.id_of(key));
+        cx.hub.reject(key, 403, "origin not allowed", now);
+        return;
+    }
+    let request_len = request.len;
+    cx.hub.open(key, now);
+    let id = cx.hub.id_of(key);
+    let view = Request::new(request.target, request.headers, head.peer);
+    let accepted = cx
+        .handler
+        .on_open(&mut crate::Context::new(cx.hub, now), id, &view);
+    let answer = match accepted {
+        Ok(accept) => {
+            let subprotocol = match accept.chosen_subprotocol() {
+                Some(chosen) if !view.subprotocols().any(|offered| offered == chosen) => Err(
+                    format!("subprotocol {chosen:?} was not offered by the client"),
+                ),
+                Some(chosen) => Ok(Some(chosen)),
+                None => Ok(view.select_subprotocol(&cx.hub.config.subprotocols)),
+            };
+            let headers: Vec<(&str, &str)> = accept.headers().collect();
+            subprotocol.and_then(|subprotocol| {
+                accept_response(&request.accept, subprotocol, &headers).map_err(|e| e.to_string())
+            })
+        }
+        Err(rejection) => {
+            debug!("{id}: refused by handler: {}", rejection.status);
+            cx.hub.unopen(key, now);
+            cx.hub.reject(key, rejection.status, &rejection.reason, now);
+            return;
+        }
+    };
+    match answer {
+        Ok(answer) => {
+            cx.hub.conns[key].outbox.push_front(answer.into());
+            cx.hub.mark_dirty(key);
+        }
+        Err(mistake) => {
+            error!("{id}: on_open's answer cannot be sent: {mistake}");
+            cx.hub.unopen(key, now);
+            cx.hub
+                .reject(key, 500, "the server could not answer the handshake", now);
+            return;
+        }
+    }
+    // Frames pipelined right behind the request.
+    if head.request.len() > request_len && cx.hub.conns[key].state == State::Open {
+        decode_and_dispatch(
+            cx.hub,
+            cx.handler,
+            key,
+            &mut head.request[request_len..],
+            now,
+        );
+    }
+}
+
+/// Decodes `input` for an open connection and dispatches what it contains.
+fn decode_and_dispatch<H: Handler, T: 'static>(
+    hub: &mut Hub<T>,
+    handler: &mut H,
+    key: usize,
+    input: &mut [u8],
+    now: Duration,
+) {
+    let id = hub.id_of(key);
+    let max_message = hub.config.max_message_size;
+    let mut decoder = std::mem::take(&mut hub.conns[key].decoder);
+    let result = decoder.decode(input, max_message, |event| match event {
+        Frame::Message(message) => {
+            hub.stats.messages_in += 1;
+            handler.on_message(&mut crate::Context::new(hub, now), id, message);
+            if hub.conns[key].state == State::Open {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        }
+        Frame::Ping(payload) => {
+            hub.pong(key, payload);
+            ControlFlow::Continue(())
+        }
+        Frame::Pong(_) => ControlFlow::Continue(()),
+        Frame::Close(frame) => {
+            hub.peer_closed(key, frame, now);
+            ControlFlow::Break(())
+        }
+    });
+    if let Err(error) = result {
+        hub.fail(key, error, now);
+        // The stream is unusable after a violation; nothing more is decoded from it.
+        return;
+    }
+    if hub.conns[key].state == State::Open {
+        hub.conns[key].decoder = decoder;
+    }
+}
+
+/// How often the timer sweep runs: a quarter of the shortest timeout, within 10 ms – 1 s.
+fn sweep_interval(config: &Config) -> Duration {
+    [
+        Some(config.handshake_timeout),
+        config.login_timeout,
+        config.ping_interval,
+        config.idle_timeout,
+        Some(config.close_timeout),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .map_or(Duration::from_secs(1), |shortest| shortest / 4)
+    .clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Whether the request's `Origin` (if any) is in `allowed` (empty: all are).
+fn is_origin_allowed(allowed: &[String], headers: &[httparse::Header<'_>]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = first_header(headers, "origin") else {
+        return true;
+    };
+    allowed
+        .iter()
+        .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.trim_ascii()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,409 @@
+//! The WebSocket endpoint's read and write paths over a scripted transport, with a settable
+//! clock: handshake answers (subprotocols, handler headers), dispatch, timers as a client sees
+//! them, backpressure, and the closing sequence — without sockets or real time.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use super::*;
+use crate::hub::conn::READ_PAUSED;
+use crate::{Accept, CloseCode, ConnId, Context, Echo, Message, PushProtocol, Rejection};
+
+const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+/// One scripted client: bytes it has sent (not yet read by the server), bytes the server wrote,
+/// and how much more the server may write before the "socket" is full.
+#[derive(Debug, Default)]
+struct Script {
+    inbound: VecDeque<u8>,
+    eof: bool,
+    written: Vec<u8>,
+    room: usize,
+    shut: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Fake(Rc<RefCell<Script>>);
+
+impl Fake {
+    fn new() -> Self {
+        Self(Rc::new(RefCell::new(Script {
+            room: usize::MAX,
+            ..Script::default()
+        })))
+    }
+
+    /// Everything written since the last call, as text where possible.
+    fn take_written(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.borrow_mut().written)
+    }
+}
+
+impl Read for Fake {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut script = self.0.borrow_mut();
+        if script.inbound.is_empty() {
+            return if script.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(script.inbound.len());
+        for (slot, byte) in buf.iter_mut().zip(script.inbound.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Fake {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut script = self.0.borrow_mut();
+        if script.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(script.room);
+        script.room -= n;
+        script.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Fake {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().shut = true;
+        Ok(())
+    }
+}
+
+/// The endpoint, a hub of fake transports, a handler, and the time.
+struct Harness<H> {
+    ws: WebSocket,
+    hub: Hub<Fake>,
+    handler: H,
+    poll: mio::Poll,
+    scratch: Vec<u8>,
+    now: Duration,
+}
+
+impl<H: Handler> Harness<H> {
+    fn new(config: Config, handler: H) -> Self {
+        Self {
+            ws: WebSocket::new(Tokens::of(0), None, &config),
+            hub: Hub::new(config, 100),
+            handler,
+            poll: mio::Poll::new().unwrap(),
+            scratch: vec![0; 4096],
+            now: Duration::ZERO,
+        }
+    }
+
+    /// A client connects; returns its slot and script.
+    fn connect(&mut self) -> (usize, Fake) {
+        let fake = Fake::new();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let key = self.hub.insert(fake.clone(), peer, false, self.now);
+        (key, fake)
+    }
+
+    /// The client sends `bytes`; the poller reports the socket readable; one loop iteration.
+    fn send(&mut self, key: usize, fake: &Fake, bytes: &[u8]) {
+        fake.0.borrow_mut().inbound.extend(bytes);
+        self.ws.on_readiness(&mut self.hub, key, true, false, false);
+        self.iterate();
+    }
+
+    /// One loop iteration at the current time: turn, sweep, flush, reap.
+    fn iterate(&mut self) {
+        let mut cx = Cx {
+            hub: &mut self.hub,
+            handler: &mut self.handler,
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            now: self.now,
+        };
+        self.ws.read_ready(&mut cx);
+        self.ws.sweep_due(cx.hub, cx.now);
+        cx.report_closes();
+        self.ws.write_dirty(cx.hub, cx.now);
+        cx.report_closes();
+        self.ws.reap(cx.hub, drop);
+    }
+
+    /// Lets `by` pass and runs an iteration.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.iterate();
+    }
+
+    /// Connects and completes the handshake with `extra` header lines; returns the answer.
+    fn open(&mut self, extra: &str) -> (usize, Fake, String) {
+        let (key, fake) = self.connect();
+        self.send(key, &fake, format!("{UPGRADE}{extra}\r\n").as_bytes());
+        let answer = String::from_utf8_lossy(&fake.take_written()).into_owned();
+        (key, fake, answer)
+    }
+}
+
+/// A masked client frame (zero mask key, so the payload is sent as is).
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A server text frame.
+fn text(payload: &str) -> Vec<u8> {
+    let mut out = vec![0x81, payload.len() as u8];
+    out.extend_from_slice(payload.as_bytes());
+    out
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn quiet() -> Config {
+    Config {
+        login_timeout: None,
+        ping_interval: None,
+        idle_timeout: None,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn handshake_login_and_direct_message_go_out_in_order() {
+    let mut harness = Harness::new(quiet(), PushProtocol::new());
+    let (key, fake, answer) = harness.open("");
+    assert!(
+        answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert!(!answer.contains("Sec-WebSocket-Protocol"));
+    harness.send(key, &fake, &frame(1, b"alice"));
+    assert_eq!(
+        fake.take_written(),
+        text("login success, your uid is alice")
+    );
+    harness.send(key, &fake, &frame(1, b"alice:hi"));
+    assert_eq!(fake.take_written(), text("hi"));
+}
+
+#[test]
+fn frames_pipelined_behind_the_request_follow_the_101() {
+    let mut harness = Harness::new(quiet(), PushProtocol::new());
+    let (key, fake) = harness.connect();
+    let mut bytes = format!("{UPGRADE}\r\n").into_bytes();
+    bytes.extend(frame(1, b"bob"));
+    harness.send(key, &fake, &bytes);
+    let written = fake.take_written();
+    let (head, rest) =
+        written.split_at(written.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4);
+    assert!(head.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(rest, text("login success, your uid is bob"));
+}
+
+#[test]
+fn configured_subprotocol_is_chosen_by_the_clients_preference() {
+    let config = Config {
+        subprotocols: vec!["chat.v1".into(), "chat.v2".into()],
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (_, _, answer) = harness.open("Sec-WebSocket-Protocol: graphql-ws, chat.v2, chat.v1\r\n");
+    assert!(
+        answer.contains("\r\nSec-WebSocket-Protocol: chat.v2\r\n"),
+        "{answer}"
+    );
+    let (_, _, answer) = harness.open("Sec-WebSocket-Protocol: mqtt\r\n");
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    assert!(
+        !answer.contains("Sec-WebSocket-Protocol"),
+        "none matched: none answered"
+    );
+    let (_, _, answer) = harness.open("");
+    assert!(
+        !answer.contains("Sec-WebSocket-Protocol"),
+        "none requested: none answered"
+    );
+}
+
+/// Picks `stomp` when offered, adds a header, and (for `/bad`) answers something it may not.
+struct Shaper;
+
+impl Handler for Shaper {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        conn: ConnId,
+        request: &crate::Request<'_>,
+    ) -> Result<Accept, Rejection> {
+        ctx.send(conn, "welcome");
+        let accept = Accept::default().header("X-Node", "n1");
+        Ok(match request.path() {
+            "/bad" => accept.subprotocol("never-offered"),
+            _ if request.subprotocols().any(|p| p == "stomp") => accept.subprotocol("stomp"),
+            _ => accept,
+        })
+    }
+
+    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+}
+
+#[test]
+fn on_open_shapes_the_answer_and_its_messages_follow_it() {
+    let mut harness = Harness::new(quiet(), Shaper);
+    let (key, fake) = harness.connect();
+    let request = format!("{UPGRADE}Sec-WebSocket-Protocol: mqtt, stomp\r\n\r\n");
+    harness.send(key, &fake, request.as_bytes());
+    let written = fake.take_written();
+    let end = written.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let (head, rest) = (String::from_utf8_lossy(&written[..end]), &written[end..]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(head.contains("\r\nSec-WebSocket-Protocol: stomp"), "{head}");
+    assert!(head.contains("\r\nX-Node: n1"), "{head}");
+    assert_eq!(rest, text("welcome"));
+}
+
+#[test]
+fn a_subprotocol_the_client_did_not_offer_is_refused_with_500() {
+    let mut harness = Harness::new(quiet(), Shaper);
+    let (key, fake) = harness.connect();
+    let request = UPGRADE.replacen("GET / ", "GET /bad ", 1) + "\r\n";
+    harness.send(key, &fake, request.as_bytes());
+    let written = String::from_utf8(fake.take_written()).unwrap();
+    assert!(written.starts_with("HTTP/1.1 500 "), "{written}");
+    assert!(
+        !written.contains("welcome"),
+        "nothing sent in on_open leaks out"
+    );
+    let open = crate::hub::Actions::open_count(&harness.hub);
+    assert_eq!((open, harness.hub.closed.len()), (0, 0));
+    assert!(fake.0.borrow().shut);
+}
+
+#[test]
+fn silent_client_sees_pings_then_close_1001_then_fin() {
+    let config = Config {
+        ping_interval: Some(ms(100)),
+        idle_timeout: Some(ms(450)),
+        close_timeout: ms(1000),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    harness.advance(ms(100));
+    assert_eq!(fake.take_written(), b"\x89\x00");
+    harness.advance(ms(100));
+    assert_eq!(fake.take_written(), b"\x89\x00");
+    harness.advance(ms(250));
+    let mut close = vec![0x88, 14, 0x03, 0xe9];
+    close.extend_from_slice(b"idle timeout");
+    assert_eq!(fake.take_written(), close);
+    assert!(fake.0.borrow().shut, "FIN after the close frame");
+    assert_eq!(harness.hub.conns[key].state, State::Draining);
+    // The client never closes: dropped at the first sweep after the close timeout (sweeps run
+    // a quarter of the shortest timeout apart, here 25 ms).
+    harness.advance(ms(999));
+    assert!(harness.hub.conns.contains(key));
+    harness.advance(ms(25));
+    assert!(!harness.hub.conns.contains(key));
+}
+
+#[test]
+fn answering_pings_keeps_a_connection_open_past_the_idle_timeout() {
+    let config = Config {
+        ping_interval: Some(ms(100)),
+        idle_timeout: Some(ms(450)),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    for _ in 0..20 {
+        harness.advance(ms(100));
+        assert_eq!(fake.take_written(), b"\x89\x00");
+        harness.send(key, &fake, &frame(0xA, b""));
+    }
+    harness.send(key, &fake, &frame(1, b"alive"));
+    assert_eq!(fake.take_written(), text("alive"));
+}
+
+#[test]
+fn peer_close_is_echoed_then_fin_then_dropped_at_eof() {
+    let mut harness = Harness::new(quiet(), Echo);
+    let (key, fake, _) = harness.open("");
+    harness.send(key, &fake, &frame(8, &1000u16.to_be_bytes()));
+    assert_eq!(fake.take_written(), b"\x88\x02\x03\xe8");
+    assert!(fake.0.borrow().shut);
+    fake.0.borrow_mut().eof = true;
+    harness.send(key, &fake, b"");
+    assert!(!harness.hub.conns.contains(key));
+}
+
+#[test]
+fn protocol_error_closes_with_its_code() {
+    let mut harness = Harness::new(quiet(), Echo);
+    let (key, fake, _) = harness.open("");
+    // An unmasked client frame: 1002.
+    harness.send(key, &fake, b"\x81\x02hi");
+    let written = fake.take_written();
+    assert_eq!(written[0], 0x88, "a close frame: {written:?}");
+    assert_eq!(
+        u16::from_be_bytes([written[2], written[3]]),
+        CloseCode::PROTOCOL_ERROR.0
+    );
+    assert_eq!(
+        harness.hub.closed.len(),
+        0,
+        "reported to the handler already"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_is_not_read_until_its_queue_drains() {
+    let config = Config {
+        max_send_buffer: 1000,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    fake.0.borrow_mut().room = 0;
+    let payload = [b'x'; 100];
+    // Six 100-byte echoes (612 bytes queued) put the queue over half the cap.
+    let mut burst = Vec::new();
+    for _ in 0..10 {
+        burst.extend(frame(2, &payload));
+    }
+    harness.send(key, &fake, &burst[..6 * 106]);
+    harness
+        .ws
+        .on_readiness(&mut harness.hub, key, false, false, false);
+    harness.send(key, &fake, &burst[6 * 106..]);
+    assert!(harness.hub.conns[key].has(READ_PAUSED));
+    assert_eq!(
+        fake.0.borrow().inbound.len(),
+        4 * 106,
+        "the rest stays in the socket"
+    );
+    // The client reads everything; the socket is writable again.
+    fake.0.borrow_mut().room = usize::MAX;
+    harness
+        .ws
+        .on_readiness(&mut harness.hub, key, false, true, false);
+    harness.iterate();
+    harness.iterate();
+    assert!(!harness.hub.conns[key].has(READ_PAUSED));
+    assert!(fake.0.borrow().inbound.is_empty());
+    assert_eq!(fake.take_written().len(), 10 * 102);
+}
