@@ -480,3 +480,36 @@ fn handshake_timeout_does_not_affect_open_connections() {
     client.send_text("still open");
     assert_eq!(client.expect_text(), "still open");
 }
+
+#[test]
+fn binary_answers_the_first_offered_subprotocol_it_speaks() {
+    let server = BinaryServer::start(&["--subprotocols", "chat.v1,chat.v2"]);
+    let mut client = RawClient::connect(server.addr);
+    let request = upgrade_request("/").replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Protocol: graphql-ws, chat.v2, chat.v1\r\n\r\n",
+    );
+    client.send_raw(request.as_bytes());
+    let (status, head) = client.read_http_response();
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        head.contains("\r\nSec-WebSocket-Protocol: chat.v2\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn binary_refuses_a_subprotocol_that_is_not_a_token_at_start_up() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wspush"))
+        .args(["--listen", "127.0.0.1:0", "--api-listen", "off"])
+        .args(["--subprotocols", "chat v1"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run wspush");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid configuration") && stderr.contains("\"chat v1\""),
+        "{stderr}"
+    );
+}

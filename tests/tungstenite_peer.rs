@@ -211,3 +211,57 @@ fn broadcast_reaches_every_tungstenite_client() {
         assert_eq!(read(ws), Message::text("done"), "peer{i}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Subprotocols
+// ---------------------------------------------------------------------------------------------
+
+/// Connects offering `offered` as `Sec-WebSocket-Protocol`; tungstenite itself fails the
+/// handshake if the answer names a subprotocol it did not offer, or none when it offered some.
+fn connect_offering(
+    addr: SocketAddr,
+    offered: &str,
+) -> Result<(Client, tungstenite::handshake::client::Response), Error> {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offered.parse().unwrap());
+    tungstenite::client(request, stream).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(error) => error,
+        tungstenite::HandshakeError::Interrupted(_) => panic!("blocking stream interrupted"),
+    })
+}
+
+#[test]
+fn subprotocol_client_connects_and_gets_its_preferred_supported_protocol() {
+    let server = TestServer::echo(wspush::Config {
+        subprotocols: vec!["chat.v1".into(), "chat.v2".into()],
+        ..quiet_config()
+    });
+    let (mut ws, response) = connect_offering(server.addr, "chat.v2, chat.v1").unwrap();
+    let chosen = response.headers().get("sec-websocket-protocol").unwrap();
+    assert_eq!(chosen, "chat.v2");
+    ws.send(Message::text("over chat.v2")).unwrap();
+    assert_eq!(read(&mut ws), Message::text("over chat.v2"));
+}
+
+#[test]
+fn client_offering_only_unsupported_subprotocols_gets_none_and_says_so() {
+    let server = TestServer::echo(wspush::Config {
+        subprotocols: vec!["chat.v1".into()],
+        ..quiet_config()
+    });
+    // The server answers 101 without a subprotocol; this client (like browsers) then fails the
+    // connection itself.
+    let error = connect_offering(server.addr, "mqtt").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Protocol(tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(_))
+        ),
+        "{error:?}"
+    );
+}

@@ -2,7 +2,7 @@
 //! by the same reactor as the WebSocket connections, so that other systems can push to users.
 //!
 //! Owns the API listener and its connections. Requests are answered in order, one response per
-//! request, through [`routes`], which act on the hub only through the same `Context` handlers
+//! request, through `routes`, which act on the hub only through the same `Context` handlers
 //! use. Follows the endpoint phases: readiness marks a connection ready; its turn reads and
 //! answers; flush writes the responses. Invariants: a connection whose unsent responses exceed
 //! `OUTPUT_HIGH_WATER` is not read (so pipelining cannot grow memory); an API client that stalls
