@@ -1,9 +1,10 @@
 # Sourced by the measurement scripts: starts and stops a release wspush pinned to CPU 0, the way
-# every published figure is taken. Needs $OUT (a directory for the server's log).
+# every published figure is taken. Needs $OUT (a directory for the server's log); WSPUSH_BIN picks
+# another server binary (default target/release/wspush).
 
 # Starts the server; sets SERVER_PID, ADDR (WebSocket) and API (push API).
 start_server() {
-  RUST_LOG=info taskset -c 0 target/release/wspush --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
+  RUST_LOG=info taskset -c 0 "${WSPUSH_BIN:-target/release/wspush}" --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
     --ping-interval off --idle-timeout off 2>"$OUT/server.log" &
   SERVER_PID=$!
   for _ in $(seq 100); do

@@ -57,6 +57,8 @@ pub(crate) struct Api {
     sweep_every: Duration,
     next_sweep: Duration,
     draining: bool,
+    /// A connection was removed since the last flush: a paused accept may resume.
+    freed: bool,
 }
 
 struct ApiConn {
@@ -119,6 +121,7 @@ impl Api {
             sweep_every,
             next_sweep: sweep_every,
             draining: false,
+            freed: false,
         })
     }
 
@@ -207,6 +210,7 @@ impl Api {
     fn remove(&mut self, key: usize, registry: &mio::Registry) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = registry.deregister(&mut conn.stream);
+            self.freed = true;
         }
     }
 }
@@ -271,7 +275,6 @@ impl<H: Handler> Endpoint<H> for Api {
     }
 
     fn flush(&mut self, cx: &mut Cx<'_, H>) {
-        let freed = !self.dirty.is_empty();
         for key in std::mem::take(&mut self.dirty) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -289,7 +292,8 @@ impl<H: Handler> Endpoint<H> for Api {
                 }
             }
         }
-        if freed && self.gate.is_paused() {
+        // A connection that closed in this iteration's turn or flush freed a slot.
+        if std::mem::take(&mut self.freed) && self.gate.is_paused() {
             self.accept(cx.registry, cx.now);
         }
     }
