@@ -144,6 +144,18 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Defaults with every connection timer off, so that a unit test turns on only the one it
+    /// is about.
+    #[cfg(test)]
+    pub(crate) fn timers_off() -> Self {
+        Self {
+            login_timeout: None,
+            ping_interval: None,
+            idle_timeout: None,
+            ..Self::default()
+        }
+    }
+
     /// Checks that the options make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(bad) = self

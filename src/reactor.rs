@@ -37,7 +37,7 @@ use crate::net::{self, Socket};
 use crate::ws::WebSocket;
 use crate::{Config, Handler};
 
-/// The endpoints' numbers in the token space.
+/// The endpoints' numbers in the token space, which are also their places in phase order.
 const WEBSOCKET: usize = 0;
 const API: usize = 1;
 
@@ -280,21 +280,7 @@ impl<H: Handler> Server<H> {
     /// Runs one phase for every endpoint, in a fixed order, telling the handler about closes
     /// after each.
     fn phase(&mut self, now: Duration, mut run: impl FnMut(&mut dyn Endpoint<H>, &mut Cx<'_, H>)) {
-        let Self {
-            poll,
-            shared,
-            websocket,
-            api,
-            ..
-        } = self;
-        let mut cx = Cx {
-            hub: &mut shared.hub,
-            handler: &mut shared.handler,
-            registry: poll.registry(),
-            scratch: &mut shared.scratch,
-            now,
-        };
-        let endpoints: [&mut dyn Endpoint<H>; 2] = [websocket, api];
+        let (mut cx, endpoints) = self.parts(now);
         for endpoint in endpoints {
             run(endpoint, &mut cx);
             cx.report_closes();
@@ -308,12 +294,19 @@ impl<H: Handler> Server<H> {
             match decode_token(event.token()) {
                 (REACTOR, _) if event.token() == WAKER => self.check_control(now),
                 (REACTOR, _) => self.on_signal(now),
-                (endpoint, slot) => self.on_event(endpoint, slot, event, now),
+                (endpoint, slot) => {
+                    let (mut cx, endpoints) = self.parts(now);
+                    // Sporadic events for tokens nobody owns are harmless.
+                    if let Some(target) = endpoints.into_iter().nth(endpoint) {
+                        target.on_event(slot, event, &mut cx);
+                    }
+                }
             }
         }
     }
 
-    fn on_event(&mut self, endpoint: usize, slot: Slot, event: &Event, now: Duration) {
+    /// What a phase works with: the shared state, and the endpoints in their token order.
+    fn parts(&mut self, now: Duration) -> (Cx<'_, H>, [&mut dyn Endpoint<H>; 2]) {
         let Self {
             poll,
             shared,
@@ -321,20 +314,14 @@ impl<H: Handler> Server<H> {
             api,
             ..
         } = self;
-        let mut cx = Cx {
+        let cx = Cx {
             hub: &mut shared.hub,
             handler: &mut shared.handler,
             registry: poll.registry(),
             scratch: &mut shared.scratch,
             now,
         };
-        let target: &mut dyn Endpoint<H> = match endpoint {
-            WEBSOCKET => websocket,
-            API => api,
-            // Sporadic events for tokens nobody owns are harmless.
-            _ => return,
-        };
-        target.on_event(slot, event, &mut cx);
+        (cx, [websocket, api])
     }
 
     /// How long the poller may wait: not at all while an endpoint has work, else until the

@@ -18,12 +18,7 @@ fn hub(config: Config) -> Hub<()> {
 
 /// Timers off, so that only what a test turns on fires.
 fn quiet() -> Config {
-    Config {
-        login_timeout: None,
-        ping_interval: None,
-        idle_timeout: None,
-        ..Config::default()
-    }
+    Config::timers_off()
 }
 
 /// An open connection at `now`.

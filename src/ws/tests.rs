@@ -173,12 +173,7 @@ fn ms(millis: u64) -> Duration {
 }
 
 fn quiet() -> Config {
-    Config {
-        login_timeout: None,
-        ping_interval: None,
-        idle_timeout: None,
-        ..Config::default()
-    }
+    Config::timers_off()
 }
 
 #[test]
