@@ -48,6 +48,39 @@ impl<H: Handler, T: 'static> Cx<'_, H, T> {
     }
 }
 
+/// When an endpoint's timer sweep is next due: every `every`, from the start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SweepTimer {
+    every: Duration,
+    next: Duration,
+}
+
+impl SweepTimer {
+    /// Sweeps a quarter of `shortest` apart (the shortest timeout the endpoint applies), within
+    /// 10 ms – 1 s: a timeout fires at most a quarter late, and an idle server wakes at most
+    /// once a second.
+    pub(crate) fn quarter_of(shortest: Option<Duration>) -> Self {
+        let every = shortest
+            .map_or(Duration::from_secs(1), |shortest| shortest / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        Self { every, next: every }
+    }
+
+    /// Whether a sweep is due at `now`; if so, the next one is scheduled.
+    pub(crate) fn is_due(&mut self, now: Duration) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.every;
+        true
+    }
+
+    /// When the next sweep is due.
+    pub(crate) fn next(&self) -> Duration {
+        self.next
+    }
+}
+
 /// Which of an endpoint's sources a readiness event is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
@@ -73,7 +106,7 @@ pub(crate) struct Tokens {
 impl Tokens {
     /// The tokens of endpoint number `endpoint` (below [`REACTOR`]).
     pub(crate) const fn of(endpoint: usize) -> Self {
-        assert!(endpoint <= REACTOR);
+        assert!(endpoint < REACTOR);
         Self { endpoint }
     }
 
@@ -97,8 +130,11 @@ pub(crate) fn decode_token(token: Token) -> (usize, Slot) {
     (endpoint, slot)
 }
 
-/// The phases of one loop iteration, as one endpoint takes part in them. The reactor calls
-/// them in this order, for every endpoint, every iteration.
+/// The phases of one loop iteration, as one endpoint takes part in them. Every iteration the
+/// reactor calls `on_event` for each of the endpoint's events, then `turn` (up to four times
+/// when busy), `sweep` and `flush`, for every endpoint in a fixed order; it asks `has_work` and
+/// `next_deadline` before waiting, and calls `begin_drain` once at shutdown, then `is_drained`
+/// after every iteration.
 pub(crate) trait Endpoint<H: Handler> {
     /// Records the readiness the poller reported for one of this endpoint's tokens (and
     /// accepts, for its listener). No reads or writes of connection data here.
@@ -118,10 +154,12 @@ pub(crate) trait Endpoint<H: Handler> {
     /// backoff); the reactor waits no longer than the earliest.
     fn next_deadline(&self) -> Option<Duration>;
 
-    /// Whether input is left over for the next turn, so the reactor must not block.
+    /// Whether input or output is left over for the next iteration, so the reactor must not
+    /// block.
     fn has_work(&self, hub: &Hub<Socket>) -> bool;
 
-    /// Stops taking new peers and starts closing the current ones.
+    /// Starts the shutdown: stop taking new work (or, for an endpoint that must keep answering,
+    /// say so to every peer) and start closing the current connections.
     fn begin_drain(&mut self, cx: &mut Cx<'_, H>);
 
     /// Whether everything this endpoint owes its peers is done, so the process may exit.
@@ -171,6 +209,17 @@ impl<H: Handler, E: Endpoint<H>> Endpoint<H> for Option<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeps_are_a_quarter_of_the_shortest_timeout_apart_within_bounds() {
+        let mut timer = SweepTimer::quarter_of(Some(Duration::from_millis(400)));
+        assert!(!timer.is_due(Duration::from_millis(99)));
+        assert!(timer.is_due(Duration::from_millis(100)));
+        assert_eq!(timer.next(), Duration::from_millis(200));
+        assert_eq!(SweepTimer::quarter_of(None).next(), Duration::from_secs(1));
+        let fast = SweepTimer::quarter_of(Some(Duration::from_millis(1)));
+        assert_eq!(fast.next(), Duration::from_millis(10));
+    }
 
     #[test]
     fn tokens_name_their_endpoint_and_slot() {

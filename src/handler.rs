@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::protocol::http::{first_header, list_items};
+use crate::protocol::http::{first_header, header_values, is_token, list_items};
 use crate::protocol::Message;
 use crate::{CloseInfo, ConnId, Context};
 
@@ -131,13 +131,13 @@ impl<'a> Request<'a> {
     }
 
     /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in its order of
-    /// preference.
+    /// preference. Items that are not HTTP tokens (RFC 6455 §4.1 requires tokens) are left
+    /// out, so any of these can be answered.
     pub fn subprotocols(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
-            .flat_map(|h| list_items(h.value))
+        header_values(self.headers, "sec-websocket-protocol")
+            .flat_map(list_items)
             .filter_map(|item| std::str::from_utf8(item).ok())
+            .filter(|item| is_token(item))
     }
 
     /// The first subprotocol the client offered that is in `supported`, if any: the client's
@@ -181,7 +181,7 @@ mod tests {
         let headers = [
             httparse::Header {
                 name: "Sec-WebSocket-Protocol",
-                value: b"graphql-ws, chat.v2",
+                value: b"graphql-ws, chat.v2, not a token",
             },
             httparse::Header {
                 name: "sec-websocket-protocol",

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
@@ -244,15 +243,14 @@ impl<H: Handler> Server<H> {
     /// Runs the reactor until a shutdown completes. The only reader of the clock.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENT_CAPACITY);
-        let mut now = self.started.elapsed();
         loop {
-            let timeout = self.poll_timeout(now);
+            let timeout = self.poll_timeout(self.started.elapsed());
             if let Err(error) = self.poll.poll(&mut events, Some(timeout)) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     return Err(error);
                 }
             }
-            now = self.started.elapsed();
+            let now = self.started.elapsed();
             let messages_before = self.shared.hub.stats.messages_in;
             self.dispatch(&events, now);
             self.phase(now, |endpoint, cx| endpoint.turn(cx));
@@ -305,7 +303,8 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// What a phase works with: the shared state, and the endpoints in their token order.
+    /// What a phase works with: the shared state, and the endpoints in their token order
+    /// (`WEBSOCKET`, `API`; `endpoints` lists them the same way).
     fn parts(&mut self, now: Duration) -> (Cx<'_, H>, [&mut dyn Endpoint<H>; 2]) {
         let Self {
             poll,
@@ -324,11 +323,16 @@ impl<H: Handler> Server<H> {
         (cx, [websocket, api])
     }
 
+    /// The endpoints, read-only, in token order as `parts` gives them.
+    fn endpoints(&self) -> [&dyn Endpoint<H>; 2] {
+        [&self.websocket, &self.api]
+    }
+
     /// How long the poller may wait: not at all while an endpoint has work, else until the
     /// earliest deadline an endpoint (or the shutdown) asked for.
     fn poll_timeout(&self, now: Duration) -> Duration {
         let hub = &self.shared.hub;
-        let endpoints: [&dyn Endpoint<H>; 2] = [&self.websocket, &self.api];
+        let endpoints = self.endpoints();
         if endpoints.iter().any(|endpoint| endpoint.has_work(hub)) {
             return Duration::ZERO;
         }
@@ -377,7 +381,7 @@ impl<H: Handler> Server<H> {
             return false;
         };
         let hub = &self.shared.hub;
-        let endpoints: [&dyn Endpoint<H>; 2] = [&self.websocket, &self.api];
+        let endpoints = self.endpoints();
         now >= deadline || endpoints.iter().all(|endpoint| endpoint.is_drained(hub))
     }
 }

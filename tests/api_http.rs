@@ -124,6 +124,20 @@ fn connection_close_request_gets_connection_close_then_eof() {
 }
 
 #[test]
+fn requests_sent_with_the_clients_fin_are_still_answered() {
+    let server = TestServer::push_with_api(ApiConfig::default());
+    let mut bob = RawClient::login(server.addr, "bob");
+    let mut api = Http::connect(api_addr(&server));
+    // Two requests and the FIN in one go, as `printf ... | nc -N` sends them.
+    api.send(format!("{}{}", post("/send/bob", "hi"), get("/health")));
+    api.finish_sending();
+    assert_eq!(api.read_response().json(), json!({ "connections": 1 }));
+    assert_eq!(api.read_response().json(), json!({ "status": "ok" }));
+    api.expect_eof();
+    assert_eq!(bob.expect_text(), "hi");
+}
+
+#[test]
 fn http_1_0_request_without_keep_alive_is_answered_then_closed() {
     let server = default_api_server();
     let mut api = Http::connect(api_addr(&server));

@@ -26,7 +26,7 @@ use slab::Slab;
 
 use self::http::{encode_response, parse_request, Limits, Parsed, CONTINUE};
 use self::routes::Reply;
-use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
+use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::hub::ids::{has_elapsed, tick, Tick};
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
@@ -54,8 +54,8 @@ pub(crate) struct Api {
     ready: Vec<usize>,
     /// Connections with responses to write.
     dirty: Vec<usize>,
-    sweep_every: Duration,
-    next_sweep: Duration,
+    sweeps: SweepTimer,
+    /// A shutdown is under way: every response closes its connection.
     draining: bool,
     /// A connection was removed since the last flush: a paused accept may resume.
     freed: bool,
@@ -72,7 +72,9 @@ struct ApiConn {
     /// Close once the output is written.
     closing: bool,
     /// The write side is shut; reading until the client closes.
-    draining: bool,
+    write_shut: bool,
+    /// The client closed its sending side: answer what arrived, then close.
+    peer_done: bool,
     readable: bool,
     blocked: bool,
     in_ready: bool,
@@ -103,8 +105,7 @@ impl Api {
             tokens.token(Slot::Listener),
             Interest::READABLE,
         )?;
-        let sweep_every =
-            (config.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let sweeps = SweepTimer::quarter_of(Some(config.timeout));
         Ok(Self {
             tokens,
             local_addr: listener.local_addr()?,
@@ -118,8 +119,7 @@ impl Api {
             gate: AcceptGate::new("push API"),
             ready: Vec::new(),
             dirty: Vec::new(),
-            sweep_every,
-            next_sweep: sweep_every,
+            sweeps,
             draining: false,
             freed: false,
         })
@@ -181,10 +181,15 @@ impl Api {
             }
             reads += 1;
             match conn.stream.read(cx.scratch) {
-                Ok(0) => break false,
+                Ok(0) => {
+                    // Requests that arrived with the FIN are still answered (in `flush`).
+                    conn.readable = false;
+                    conn.peer_done = true;
+                    break conn.pending() > 0;
+                }
                 Ok(n) => {
                     conn.since = tick(cx.now);
-                    if !conn.draining && !conn.closing {
+                    if !conn.write_shut && !conn.closing {
                         conn.input.extend_from_slice(&cx.scratch[..n]);
                     }
                 }
@@ -244,22 +249,20 @@ impl<H: Handler> Endpoint<H> for Api {
     }
 
     fn sweep(&mut self, cx: &mut Cx<'_, H>) {
-        if cx.now < self.next_sweep {
+        if !self.sweeps.is_due(cx.now) {
             return;
         }
-        self.next_sweep = cx.now + self.sweep_every;
         let timeout = self.config.timeout;
         let (mut expired, mut answered) = (Vec::new(), Vec::new());
         for (key, conn) in &mut self.conns {
             if !has_elapsed(conn.since, cx.now, timeout) {
                 continue;
             }
-            if conn.draining || conn.closing || conn.input.is_empty() {
+            if conn.write_shut || conn.closing || conn.input.is_empty() {
                 expired.push(key);
             } else {
                 let reply = Reply::error(408, "request not completed in time");
                 conn.respond(cx.hub, reply, false);
-                conn.since = tick(cx.now);
                 answered.push(key);
             }
         }
@@ -299,21 +302,24 @@ impl<H: Handler> Endpoint<H> for Api {
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        Some(self.next_sweep)
+        Some(self.sweeps.next())
     }
 
     fn has_work(&self, _hub: &Hub<Socket>) -> bool {
         !self.ready.is_empty() || !self.dirty.is_empty()
     }
 
-    /// Keeps answering (so that `/health` can say 503 to a load balancer), but every
-    /// response now closes its connection, and idle keep-alive connections close at once.
+    /// Keeps accepting and answering (so that `/health` can say 503 to a load balancer), but
+    /// every response now closes its connection, and idle keep-alive connections (nothing
+    /// buffered, nothing reported readable) close at once.
     fn begin_drain(&mut self, cx: &mut Cx<'_, H>) {
         self.draining = true;
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, conn)| conn.input.is_empty() && conn.pending() == 0)
+            .filter(|(_, conn)| {
+                conn.input.is_empty() && conn.pending() == 0 && !conn.readable && !conn.in_ready
+            })
             .map(|(key, _)| key)
             .collect();
         for key in idle {
@@ -325,7 +331,7 @@ impl<H: Handler> Endpoint<H> for Api {
     fn is_drained(&self, _hub: &Hub<Socket>) -> bool {
         self.conns
             .iter()
-            .all(|(_, conn)| conn.pending() == 0 && (conn.input.is_empty() || conn.draining))
+            .all(|(_, conn)| conn.pending() == 0 && (conn.input.is_empty() || conn.write_shut))
     }
 }
 
@@ -333,7 +339,8 @@ impl<H: Handler> Endpoint<H> for Api {
 enum Written {
     /// Still in use (or waiting for writability).
     Open,
-    /// Everything is out and the client has been told the connection ends.
+    /// Finished: everything was answered and the client is gone, or our side could not be
+    /// shut.
     Done,
     /// The socket failed.
     Broken,
@@ -349,7 +356,8 @@ impl ApiConn {
             since: now,
             continue_sent: false,
             closing: false,
-            draining: false,
+            write_shut: false,
+            peer_done: false,
             readable: false,
             blocked: false,
             in_ready: false,
@@ -442,11 +450,16 @@ impl ApiConn {
             if self.output.capacity() > OUTPUT_HIGH_WATER {
                 self.output = Vec::new();
             }
-            if self.closing && !self.draining {
+            // The client is gone: done once nothing it sent is left to answer (an incomplete
+            // request is answered 408 by the sweep, which empties the input).
+            if self.peer_done && self.input.is_empty() {
+                return Written::Done;
+            }
+            if self.closing && !self.write_shut {
                 // Shut the write side and read until the client closes, so unread input
                 // cannot turn the last response into a reset.
-                self.draining = self.stream.shutdown_write().is_ok();
-                if !self.draining {
+                self.write_shut = self.stream.shutdown_write().is_ok();
+                if !self.write_shut {
                     return Written::Done;
                 }
             }

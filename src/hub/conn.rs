@@ -36,7 +36,7 @@ pub(crate) enum State {
 
 /// Readiness last reported by the poller, sticky until an operation returns `WouldBlock`.
 pub(crate) const READABLE: u8 = 1;
-/// The connection is in the reactor's ready list.
+/// The connection is in the WebSocket endpoint's ready list.
 pub(crate) const IN_READY: u8 = 1 << 1;
 /// The connection is in the flush list.
 pub(crate) const DIRTY: u8 = 1 << 2;

@@ -6,7 +6,7 @@
 //! connections with output to flush, closes the handler has not heard of yet, and connections to
 //! drop. Everything that needs the time takes `now` (time since the server started, read by the
 //! reactor once per iteration). Operations here only queue bytes and change state: the
-//! WebSocket endpoint does all reading and writing, and the reactor reaps.
+//! WebSocket endpoint does all reading and writing, and removes dead records in its flush.
 //!
 //! Invariants: anything that queues bytes marks its connection dirty; a connection leaves the
 //! open state exactly once, and that is when its close is listed for `on_close`; `open` counts
@@ -383,6 +383,23 @@ impl<T> Hub<T> {
         self.conns[key].outbox.clear();
         self.conns[key].enter(State::Handshake, tick(now));
         self.stats.opened -= 1;
+    }
+
+    /// Refuses, with an HTTP error answer, a connection `on_open` accepted but whose answer
+    /// cannot be sent: the handler was told it opened, so it hears of its end as a server
+    /// close 1011; nothing `on_open` queued goes out.
+    pub(crate) fn refuse_opened(&mut self, key: usize, status: u16, reason: &str, now: Duration) {
+        if self.conns[key].state == State::Open {
+            self.leave_open(
+                key,
+                CloseCode::INTERNAL_ERROR,
+                reason,
+                Initiator::Server,
+                now,
+            );
+        }
+        self.conns[key].outbox.clear();
+        self.reject(key, status, reason, now);
     }
 
     /// Refuses a handshake with an HTTP error answer, then closes.

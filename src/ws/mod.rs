@@ -20,7 +20,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::Interest;
 
-use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
+use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::handler::Request;
 use crate::hub::conn::{State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, READABLE};
 use crate::hub::outbox::Flushed;
@@ -46,22 +46,29 @@ pub(crate) struct WebSocket {
     gate: AcceptGate,
     /// Connections with unread input left for the next turn.
     ready: Vec<usize>,
-    sweep_every: Duration,
-    next_sweep: Duration,
+    sweeps: SweepTimer,
 }
 
 impl WebSocket {
     /// The endpoint for connections accepted on `listener` (already registered under
     /// `tokens`' listener token).
     pub(crate) fn new(tokens: Tokens, listener: Option<TcpListener>, config: &Config) -> Self {
-        let sweep_every = sweep_interval(config);
+        let shortest = [
+            Some(config.handshake_timeout),
+            config.login_timeout,
+            config.ping_interval,
+            config.idle_timeout,
+            Some(config.close_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         Self {
             tokens,
             listener,
             gate: AcceptGate::new("WebSocket"),
             ready: Vec::new(),
-            sweep_every,
-            next_sweep: sweep_every,
+            sweeps: SweepTimer::quarter_of(shortest),
         }
     }
 
@@ -253,11 +260,10 @@ impl WebSocket {
     }
 
     fn sweep_due<T>(&mut self, hub: &mut Hub<T>, now: Duration) -> bool {
-        if now < self.next_sweep {
+        if !self.sweeps.is_due(now) {
             return false;
         }
         hub.sweep(now);
-        self.next_sweep = now + self.sweep_every;
         true
     }
 }
@@ -294,7 +300,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        Some(self.next_sweep)
+        Some(self.sweeps.next())
     }
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {
@@ -391,10 +397,10 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
             cx.hub.mark_dirty(key);
         }
         Err(mistake) => {
+            // `on_open` returned Ok, so the handler hears of this connection's end (1011).
             error!("{id}: on_open's answer cannot be sent: {mistake}");
-            cx.hub.unopen(key, now);
             cx.hub
-                .reject(key, 500, "the server could not answer the handshake", now);
+                .refuse_opened(key, 500, "the server could not answer the handshake", now);
             return;
         }
     }
@@ -449,22 +455,6 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
     if hub.conns[key].state == State::Open {
         hub.conns[key].decoder = decoder;
     }
-}
-
-/// How often the timer sweep runs: a quarter of the shortest timeout, within 10 ms – 1 s.
-fn sweep_interval(config: &Config) -> Duration {
-    [
-        Some(config.handshake_timeout),
-        config.login_timeout,
-        config.ping_interval,
-        config.idle_timeout,
-        Some(config.close_timeout),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .map_or(Duration::from_secs(1), |shortest| shortest / 4)
-    .clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// Whether the request's `Origin` (if any) is in `allowed` (empty: all are).

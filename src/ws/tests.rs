@@ -234,8 +234,12 @@ fn configured_subprotocol_is_chosen_by_the_clients_preference() {
     );
 }
 
-/// Picks `stomp` when offered, adds a header, and (for `/bad`) answers something it may not.
-struct Shaper;
+/// Picks `stomp` when offered, adds a header, and (for `/bad`) answers something it may not;
+/// remembers the closes it hears of.
+#[derive(Default)]
+struct Shaper {
+    closes: Vec<(ConnId, CloseCode)>,
+}
 
 impl Handler for Shaper {
     fn on_open(
@@ -254,11 +258,15 @@ impl Handler for Shaper {
     }
 
     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, close: &crate::CloseInfo) {
+        self.closes.push((conn, close.code));
+    }
 }
 
 #[test]
 fn on_open_shapes_the_answer_and_its_messages_follow_it() {
-    let mut harness = Harness::new(quiet(), Shaper);
+    let mut harness = Harness::new(quiet(), Shaper::default());
     let (key, fake) = harness.connect();
     let request = format!("{UPGRADE}Sec-WebSocket-Protocol: mqtt, stomp\r\n\r\n");
     harness.send(key, &fake, request.as_bytes());
@@ -272,8 +280,8 @@ fn on_open_shapes_the_answer_and_its_messages_follow_it() {
 }
 
 #[test]
-fn a_subprotocol_the_client_did_not_offer_is_refused_with_500() {
-    let mut harness = Harness::new(quiet(), Shaper);
+fn a_subprotocol_the_client_did_not_offer_is_refused_with_500_and_reported_closed() {
+    let mut harness = Harness::new(quiet(), Shaper::default());
     let (key, fake) = harness.connect();
     let request = UPGRADE.replacen("GET / ", "GET /bad ", 1) + "\r\n";
     harness.send(key, &fake, request.as_bytes());
@@ -283,8 +291,10 @@ fn a_subprotocol_the_client_did_not_offer_is_refused_with_500() {
         !written.contains("welcome"),
         "nothing sent in on_open leaks out"
     );
-    let open = crate::hub::Actions::open_count(&harness.hub);
-    assert_eq!((open, harness.hub.closed.len()), (0, 0));
+    assert_eq!(crate::hub::Actions::open_count(&harness.hub), 0);
+    // `on_open` said Ok, so the handler hears that the connection ended.
+    let id = harness.hub.id_of(key);
+    assert_eq!(harness.handler.closes, [(id, CloseCode::INTERNAL_ERROR)]);
     assert!(fake.0.borrow().shut);
 }
 

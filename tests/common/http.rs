@@ -69,6 +69,11 @@ impl Http {
         self.raw.send_raw(bytes.as_ref());
     }
 
+    /// Sends FIN: the server reads end of stream after what was sent.
+    pub fn finish_sending(&mut self) {
+        self.raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+
     /// Bytes received but not yet read as part of a response.
     pub fn buffered(&self) -> &[u8] {
         &self.raw.buf
