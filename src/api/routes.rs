@@ -342,3 +342,162 @@ fn batch_item(ctx: &mut Context<'_>, item: &BatchItem) -> Result<usize, String> 
 fn parse_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("malformed JSON: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::Hub;
+    use crate::{Config, ConnId};
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
+        HttpRequest {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            keep_alive: true,
+        }
+    }
+
+    /// A hub with open connections bound to `uids`, in order.
+    fn hub_with(uids: &[&str]) -> (Hub<()>, Vec<ConnId>) {
+        let mut hub = Hub::new(Config::timers_off(), 100);
+        let ids = uids
+            .iter()
+            .map(|uid| {
+                let key = hub.insert((), PEER, false, Duration::ZERO);
+                hub.open(key, Duration::ZERO);
+                let id = hub.id_of(key);
+                hub.bind_uid(id, uid, Duration::ZERO);
+                id
+            })
+            .collect();
+        (hub, ids)
+    }
+
+    fn answer(hub: &mut Hub<()>, key: Option<&str>, request: &HttpRequest) -> (u16, Value) {
+        let reply = handle(&mut Context::new(hub, Duration::ZERO), key, request);
+        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        (reply.status, body)
+    }
+
+    #[test]
+    fn send_counts_the_uids_connections() {
+        let (mut hub, _) = hub_with(&["alice", "alice", "bob"]);
+        let send = request("POST", "/send/alice", &[], "hi");
+        assert_eq!(
+            answer(&mut hub, None, &send),
+            (200, json!({ "connections": 2 }))
+        );
+        let offline = request("POST", "/send/carol", &[], "hi");
+        assert_eq!(
+            answer(&mut hub, None, &offline),
+            (200, json!({ "connections": 0 }))
+        );
+        let all = request("POST", "/broadcast", &[], "x");
+        assert_eq!(
+            answer(&mut hub, None, &all),
+            (200, json!({ "connections": 3 }))
+        );
+    }
+
+    #[test]
+    fn key_route_and_method_are_checked_in_that_order() {
+        let (mut hub, _) = hub_with(&[]);
+        let bare = request("DELETE", "/nowhere", &[], "");
+        assert_eq!(answer(&mut hub, Some("k"), &bare).0, 401);
+        let keyed = |method, path| request(method, path, &[("Authorization", "Bearer k")], "");
+        assert_eq!(
+            answer(&mut hub, Some("k"), &keyed("GET", "/nowhere")).0,
+            404
+        );
+        let wrong = keyed("DELETE", "/send/alice");
+        let reply = handle(
+            &mut Context::new(&mut hub, Duration::ZERO),
+            Some("k"),
+            &wrong,
+        );
+        assert_eq!(reply.status, 405);
+        assert_eq!(reply.headers, [("Allow", "POST".to_owned())]);
+        let wrong_key = request("GET", "/health", &[("Authorization", "Bearer x")], "");
+        assert_eq!(answer(&mut hub, Some("k"), &wrong_key).0, 401);
+    }
+
+    #[test]
+    fn group_routes_follow_the_membership_rule() {
+        let (mut hub, _) = hub_with(&["alice", "bob"]);
+        let put = |uid: &str| request("PUT", &format!("/groups/room/members/{uid}"), &[], "");
+        assert_eq!(
+            answer(&mut hub, None, &put("alice")),
+            (200, json!({ "added": true }))
+        );
+        assert_eq!(
+            answer(&mut hub, None, &put("alice")),
+            (200, json!({ "added": false }))
+        );
+        answer(&mut hub, None, &put("carol"));
+        let info = request("GET", "/groups/room", &[], "");
+        assert_eq!(
+            answer(&mut hub, None, &info).1,
+            json!({ "group": "room", "members": ["alice", "carol"], "online": 1 })
+        );
+        let send = request("POST", "/groups/room/send?exclude=carol", &[], "hi");
+        assert_eq!(answer(&mut hub, None, &send).1, json!({ "connections": 1 }));
+        let bad = request("PUT", "/groups/a:b/members/alice", &[], "");
+        assert_eq!(answer(&mut hub, None, &bad).0, 400);
+    }
+
+    #[test]
+    fn kick_closes_every_connection_of_the_uid_with_the_code_given() {
+        let (mut hub, ids) = hub_with(&["alice", "alice", "bob"]);
+        let kick = request(
+            "POST",
+            "/uids/alice/close",
+            &[],
+            r#"{"code":4001,"reason":"x"}"#,
+        );
+        assert_eq!(
+            answer(&mut hub, None, &kick),
+            (200, json!({ "connections": 2 }))
+        );
+        let closed: Vec<(ConnId, u16)> = hub.closed.iter().map(|(id, c)| (*id, c.code.0)).collect();
+        assert_eq!(closed, [(ids[0], 4001), (ids[1], 4001)]);
+        let unsendable = request("POST", "/uids/bob/close", &[], r#"{"code":1006}"#);
+        assert_eq!(answer(&mut hub, None, &unsendable).0, 400);
+        let uid = request("GET", "/uids/bob", &[], "");
+        assert_eq!(answer(&mut hub, None, &uid).1["connections"], 1);
+    }
+
+    #[test]
+    fn batch_answers_each_item_on_its_own() {
+        let (mut hub, _) = hub_with(&["alice"]);
+        let body = r#"[{"uid":"alice","data":"a"},{"all":true,"data":"aGk=","binary":true},
+                      {"uid":"alice","group":"g","data":"x"}]"#;
+        let (status, reply) = answer(&mut hub, None, &request("POST", "/batch", &[], body));
+        assert_eq!(status, 200);
+        assert_eq!(reply["results"][0], json!({ "connections": 1 }));
+        assert_eq!(reply["results"][1], json!({ "connections": 1 }));
+        assert!(reply["results"][2]["error"].is_string());
+    }
+
+    #[test]
+    fn health_says_503_once_a_shutdown_began() {
+        let (mut hub, _) = hub_with(&[]);
+        let health = request("GET", "/health", &[], "");
+        assert_eq!(answer(&mut hub, None, &health).0, 200);
+        hub.close_all(Duration::ZERO);
+        assert_eq!(
+            answer(&mut hub, None, &health),
+            (503, json!({ "status": "shutting down" }))
+        );
+    }
+}
