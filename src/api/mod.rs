@@ -14,13 +14,13 @@ pub mod http;
 mod report;
 mod routes;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use log::{debug, error};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::Interest;
 use slab::Slab;
 
@@ -41,12 +41,14 @@ const READS_PER_TURN: usize = 8;
 /// Backlog of the API listener.
 const API_BACKLOG: u32 = 1024;
 
-/// The push API endpoint: its listener and its connections.
-pub(crate) struct Api {
+/// The push API endpoint: its listener and its connections (over transport `T`: TCP sockets,
+/// or a scripted fake in tests).
+pub(crate) struct Api<T = Socket> {
     tokens: Tokens,
-    listener: TcpListener,
+    /// `None` only for tests, which add connections themselves.
+    listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    conns: Slab<ApiConn>,
+    conns: Slab<ApiConn<T>>,
     config: ApiConfig,
     limits: Limits,
     gate: AcceptGate,
@@ -61,8 +63,8 @@ pub(crate) struct Api {
     freed: bool,
 }
 
-struct ApiConn {
-    stream: TcpStream,
+struct ApiConn<T> {
+    stream: T,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -81,7 +83,7 @@ struct ApiConn {
     in_dirty: bool,
 }
 
-impl Api {
+impl Api<Socket> {
     /// Binds the API listener and registers it under `tokens`; refuses a non-loopback address
     /// without an API key.
     pub(crate) fn bind(
@@ -105,10 +107,47 @@ impl Api {
             tokens.token(Slot::Listener),
             Interest::READABLE,
         )?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self::new(tokens, Some(listener), local_addr, config))
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts until the kernel queue is empty or the connection limit is reached.
+    fn accept(&mut self, registry: &mio::Registry, now: Duration) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            let has_room = self.conns.len() < self.config.max_connections;
+            let Some((mut stream, _)) = self.gate.next(listener, has_room) else {
+                return;
+            };
+            let entry = self.conns.vacant_entry();
+            let token = self.tokens.token(Slot::Conn(entry.key()));
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.register(&mut stream, token, interest) {
+                error!("could not register an API connection: {e}");
+                continue;
+            }
+            entry.insert(ApiConn::new(stream, tick(now)));
+        }
+    }
+}
+
+impl<T: Transport> Api<T> {
+    fn new(
+        tokens: Tokens,
+        listener: Option<TcpListener>,
+        local_addr: SocketAddr,
+        config: ApiConfig,
+    ) -> Self {
         let sweeps = SweepTimer::quarter_of(Some(config.timeout));
-        Ok(Self {
+        Self {
             tokens,
-            local_addr: listener.local_addr()?,
+            local_addr,
             listener,
             conns: Slab::new(),
             limits: Limits {
@@ -122,28 +161,6 @@ impl Api {
             sweeps,
             draining: false,
             freed: false,
-        })
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Accepts until the kernel queue is empty or the connection limit is reached.
-    fn accept(&mut self, registry: &mio::Registry, now: Duration) {
-        loop {
-            let has_room = self.conns.len() < self.config.max_connections;
-            let Some((mut stream, _)) = self.gate.next(&self.listener, has_room) else {
-                return;
-            };
-            let entry = self.conns.vacant_entry();
-            let token = self.tokens.token(Slot::Conn(entry.key()));
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if let Err(e) = registry.register(&mut stream, token, interest) {
-                error!("could not register an API connection: {e}");
-                continue;
-            }
-            entry.insert(ApiConn::new(stream, tick(now)));
         }
     }
 
@@ -165,7 +182,7 @@ impl Api {
 
     /// Reads and answers for one connection until it must wait: for input, for its output to
     /// drain below the high-water mark, or for its next turn (read budget spent).
-    fn serve<H: Handler>(&mut self, key: usize, cx: &mut Cx<'_, H>) {
+    fn serve<H: Handler, W: 'static>(&mut self, key: usize, cx: &mut Cx<'_, H, W>) {
         let api_key = self.config.key.as_deref();
         let limits = self.limits;
         let draining = self.draining;
@@ -214,32 +231,28 @@ impl Api {
 
     fn remove(&mut self, key: usize, registry: &mio::Registry) {
         if let Some(mut conn) = self.conns.try_remove(key) {
-            let _ = registry.deregister(&mut conn.stream);
+            conn.stream.deregister(registry);
             self.freed = true;
         }
     }
-}
 
-impl<H: Handler> Endpoint<H> for Api {
-    fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
-        let key = match slot {
-            Slot::Listener => return self.accept(cx.registry, cx.now),
-            Slot::Conn(key) => key,
-        };
+    /// Records what the poller reported for a connection.
+    fn on_readiness(&mut self, key: usize, readable: bool, writable: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if event.is_writable() {
+        if writable {
             conn.blocked = false;
             self.mark_dirty(key);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        if readable {
             self.conns[key].readable = true;
             self.mark_ready(key);
         }
     }
 
-    fn turn(&mut self, cx: &mut Cx<'_, H>) {
+    /// Reads and answers for every ready connection.
+    fn serve_ready<H: Handler, W: 'static>(&mut self, cx: &mut Cx<'_, H, W>) {
         for key in std::mem::take(&mut self.ready) {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.in_ready = false;
@@ -248,9 +261,11 @@ impl<H: Handler> Endpoint<H> for Api {
         }
     }
 
-    fn sweep(&mut self, cx: &mut Cx<'_, H>) {
+    /// Answers 408 to connections stalled inside a request and closes idle ones, when the
+    /// sweep is due; true if it was.
+    fn sweep_due<H, W>(&mut self, cx: &mut Cx<'_, H, W>) -> bool {
         if !self.sweeps.is_due(cx.now) {
-            return;
+            return false;
         }
         let timeout = self.config.timeout;
         let (mut expired, mut answered) = (Vec::new(), Vec::new());
@@ -272,20 +287,20 @@ impl<H: Handler> Endpoint<H> for Api {
         for key in answered {
             self.mark_dirty(key);
         }
-        if self.gate.is_paused() {
-            self.accept(cx.registry, cx.now);
-        }
+        true
     }
 
-    fn flush(&mut self, cx: &mut Cx<'_, H>) {
+    /// Writes every connection with responses; true if a connection was removed since the
+    /// last call (a paused accept may resume).
+    fn write_dirty(&mut self, registry: &mio::Registry, now: Duration) -> bool {
         for key in std::mem::take(&mut self.dirty) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             conn.in_dirty = false;
             let was_full = conn.pending() > OUTPUT_HIGH_WATER;
-            match conn.flush(cx.now) {
-                Written::Broken | Written::Done => self.remove(key, cx.registry),
+            match conn.flush(now) {
+                Written::Broken | Written::Done => self.remove(key, registry),
                 Written::Open => {
                     let conn = &self.conns[key];
                     // Answering stopped at the high-water mark: go on now that it drained.
@@ -295,8 +310,58 @@ impl<H: Handler> Endpoint<H> for Api {
                 }
             }
         }
-        // A connection that closed in this iteration's turn or flush freed a slot.
-        if std::mem::take(&mut self.freed) && self.gate.is_paused() {
+        std::mem::take(&mut self.freed)
+    }
+
+    /// From now on every response closes its connection; idle keep-alive connections
+    /// (nothing buffered, nothing reported readable) close at once.
+    fn drain(&mut self, registry: &mio::Registry) {
+        self.draining = true;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| {
+                conn.input.is_empty() && conn.pending() == 0 && !conn.readable && !conn.in_ready
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.remove(key, registry);
+        }
+    }
+
+    /// No response is being written, no request is half received, and no connection has input
+    /// waiting for its turn (a connection whose write side is shut only waits for the client).
+    fn is_idle(&self) -> bool {
+        self.conns.iter().all(|(_, conn)| {
+            conn.pending() == 0 && (conn.write_shut || (conn.input.is_empty() && !conn.in_ready))
+        })
+    }
+}
+
+impl<H: Handler> Endpoint<H> for Api<Socket> {
+    fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
+        match slot {
+            Slot::Listener => self.accept(cx.registry, cx.now),
+            Slot::Conn(key) => {
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                self.on_readiness(key, readable, event.is_writable());
+            }
+        }
+    }
+
+    fn turn(&mut self, cx: &mut Cx<'_, H>) {
+        self.serve_ready(cx);
+    }
+
+    fn sweep(&mut self, cx: &mut Cx<'_, H>) {
+        if self.sweep_due(cx) && self.gate.is_paused() {
+            self.accept(cx.registry, cx.now);
+        }
+    }
+
+    fn flush(&mut self, cx: &mut Cx<'_, H>) {
+        if self.write_dirty(cx.registry, cx.now) && self.gate.is_paused() {
             self.accept(cx.registry, cx.now);
         }
     }
@@ -310,28 +375,13 @@ impl<H: Handler> Endpoint<H> for Api {
     }
 
     /// Keeps accepting and answering (so that `/health` can say 503 to a load balancer), but
-    /// every response now closes its connection, and idle keep-alive connections (nothing
-    /// buffered, nothing reported readable) close at once.
+    /// every response now closes its connection.
     fn begin_drain(&mut self, cx: &mut Cx<'_, H>) {
-        self.draining = true;
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| {
-                conn.input.is_empty() && conn.pending() == 0 && !conn.readable && !conn.in_ready
-            })
-            .map(|(key, _)| key)
-            .collect();
-        for key in idle {
-            self.remove(key, cx.registry);
-        }
+        self.drain(cx.registry);
     }
 
-    /// Drained when no response is being written and no request is half received.
     fn is_drained(&self, _hub: &Hub<Socket>) -> bool {
-        self.conns
-            .iter()
-            .all(|(_, conn)| conn.pending() == 0 && (conn.input.is_empty() || conn.write_shut))
+        self.is_idle()
     }
 }
 
@@ -346,8 +396,8 @@ enum Written {
     Broken,
 }
 
-impl ApiConn {
-    fn new(stream: TcpStream, now: Tick) -> Self {
+impl<T: Transport> ApiConn<T> {
+    fn new(stream: T, now: Tick) -> Self {
         Self {
             stream,
             input: Vec::new(),
@@ -371,9 +421,9 @@ impl ApiConn {
 
     /// Answers complete requests in the input, in order, until the output reaches the
     /// high-water mark.
-    fn answer<H: Handler>(
+    fn answer<H: Handler, W: 'static>(
         &mut self,
-        cx: &mut Cx<'_, H>,
+        cx: &mut Cx<'_, H, W>,
         api_key: Option<&str>,
         limits: &Limits,
         draining: bool,
@@ -406,7 +456,7 @@ impl ApiConn {
         }
     }
 
-    fn respond<T>(&mut self, hub: &mut Hub<T>, reply: Reply, keep_alive: bool) {
+    fn respond<W>(&mut self, hub: &mut Hub<W>, reply: Reply, keep_alive: bool) {
         *hub.stats.api_requests.entry(reply.status).or_default() += 1;
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -467,3 +517,6 @@ impl ApiConn {
         Written::Open
     }
 }
+
+#[cfg(test)]
+mod tests;

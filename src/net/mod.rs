@@ -6,6 +6,8 @@
 //! the bytes it moves and knows nothing of connections' state.
 
 mod accept;
+#[cfg(test)]
+mod fake;
 mod transport;
 
 use std::io;
@@ -15,6 +17,8 @@ use log::{info, warn};
 use socket2::{Domain, Type};
 
 pub(crate) use self::accept::AcceptGate;
+#[cfg(test)]
+pub(crate) use self::fake::Fake;
 pub(crate) use self::transport::{Socket, Transport};
 
 /// Raises the soft open-files limit to the hard limit and returns the soft limit in force.

@@ -12,6 +12,9 @@ use std::net::Shutdown;
 pub(crate) trait Transport: io::Read + io::Write {
     /// Sends FIN after what was written: the peer reads end of stream, and may still send.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Stops readiness events for this transport, before it is dropped.
+    fn deregister(&mut self, registry: &mio::Registry);
 }
 
 /// The transport of WebSocket connections: a plain, non-blocking TCP stream (4 bytes).
@@ -20,5 +23,10 @@ pub(crate) type Socket = mio::net::TcpStream;
 impl Transport for Socket {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) {
+        // Dropping the socket ends its registration anyway; this only keeps epoll tidy.
+        let _ = registry.deregister(self);
     }
 }

@@ -248,12 +248,12 @@ impl WebSocket {
         }
     }
 
-    /// Drops the connections that died this iteration, handing each transport to `release`.
-    fn reap<T>(&mut self, hub: &mut Hub<T>, mut release: impl FnMut(T)) -> bool {
+    /// Drops the connections that died this iteration; true if any did.
+    fn reap<T: Transport>(&mut self, hub: &mut Hub<T>, registry: &mio::Registry) -> bool {
         let freed = !hub.dead.is_empty();
         for key in std::mem::take(&mut hub.dead) {
-            if let Some(transport) = hub.remove(key) {
-                release(transport);
+            if let Some(mut transport) = hub.remove(key) {
+                transport.deregister(registry);
             }
         }
         freed
@@ -290,11 +290,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
         self.write_dirty(cx.hub, cx.now);
         // `on_close` still sees the records of connections that died writing.
         cx.report_closes();
-        let registry = cx.registry;
-        let freed = self.reap(cx.hub, |mut stream: Socket| {
-            let _ = registry.deregister(&mut stream);
-        });
-        if freed && self.gate.is_paused() {
+        if self.reap(cx.hub, cx.registry) && self.gate.is_paused() {
             self.accept(cx);
         }
     }

@@ -2,87 +2,15 @@
 //! clock: handshake answers (subprotocols, handler headers), dispatch, timers as a client sees
 //! them, backpressure, and the closing sequence — without sockets or real time.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
 
 use super::*;
 use crate::hub::conn::READ_PAUSED;
+use crate::net::Fake;
 use crate::{Accept, CloseCode, ConnId, Context, Echo, Message, PushProtocol, Rejection};
 
 const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
-
-/// One scripted client: bytes it has sent (not yet read by the server), bytes the server wrote,
-/// and how much more the server may write before the "socket" is full.
-#[derive(Debug, Default)]
-struct Script {
-    inbound: VecDeque<u8>,
-    eof: bool,
-    written: Vec<u8>,
-    room: usize,
-    shut: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Fake(Rc<RefCell<Script>>);
-
-impl Fake {
-    fn new() -> Self {
-        Self(Rc::new(RefCell::new(Script {
-            room: usize::MAX,
-            ..Script::default()
-        })))
-    }
-
-    /// Everything written since the last call, as text where possible.
-    fn take_written(&self) -> Vec<u8> {
-        std::mem::take(&mut self.0.borrow_mut().written)
-    }
-}
-
-impl Read for Fake {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut script = self.0.borrow_mut();
-        if script.inbound.is_empty() {
-            return if script.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = buf.len().min(script.inbound.len());
-        for (slot, byte) in buf.iter_mut().zip(script.inbound.drain(..n)) {
-            *slot = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Fake {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut script = self.0.borrow_mut();
-        if script.room == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(script.room);
-        script.room -= n;
-        script.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Fake {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().shut = true;
-        Ok(())
-    }
-}
 
 /// The endpoint, a hub of fake transports, a handler, and the time.
 struct Harness<H> {
@@ -116,7 +44,7 @@ impl<H: Handler> Harness<H> {
 
     /// The client sends `bytes`; the poller reports the socket readable; one loop iteration.
     fn send(&mut self, key: usize, fake: &Fake, bytes: &[u8]) {
-        fake.0.borrow_mut().inbound.extend(bytes);
+        fake.push_input(bytes);
         self.ws.on_readiness(&mut self.hub, key, true, false, false);
         self.iterate();
     }
@@ -135,7 +63,7 @@ impl<H: Handler> Harness<H> {
         cx.report_closes();
         self.ws.write_dirty(cx.hub, cx.now);
         cx.report_closes();
-        self.ws.reap(cx.hub, drop);
+        self.ws.reap(cx.hub, cx.registry);
     }
 
     /// Lets `by` pass and runs an iteration.
