@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use std::collections::HashMap;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,19 @@ fn parse_conn_id(text: &str) -> (u32, u32) {
         .and_then(|rest| rest.split_once('.'))
         .unwrap_or_else(|| panic!("not a connection id: {text:?}"));
     (key.parse().unwrap(), gen.parse().unwrap())
+}
+
+/// Connects with `first_message` pipelined behind the upgrade request and reads the `101`.
+/// The one small write reaches the server in one read, and the server handles frames that
+/// arrive with the request as part of the handshake, at the same `now`: no timer sweep can
+/// come between the connection opening and that message, however loaded the machine.
+fn open_with_first_message(addr: SocketAddr, first_message: &str) -> RawClient {
+    let mut client = RawClient::connect(addr);
+    let mut bytes = upgrade_request("/").into_bytes();
+    bytes.extend_from_slice(&frame(true, TEXT, first_message.as_bytes(), true));
+    client.send_raw(&bytes);
+    assert_eq!(client.read_http_response().0, 101);
+    client
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,19 +174,23 @@ fn binary_before_login_is_refused_and_login_still_works() {
 
 #[test]
 fn login_timeout_closes_only_connections_without_a_uid() {
+    // Short, because it is only waited for: nothing here must happen before it expires.
+    let timeout = Duration::from_millis(300);
     let config = Config {
-        login_timeout: Some(Duration::from_millis(300)),
+        login_timeout: Some(timeout),
         ..quiet_config()
     };
     let server = TestServer::push(config);
-    // Both logged in before the silent connections open, so they are older than the deadline
-    // that closes those.
-    let mut alice = RawClient::login(server.addr, "alice");
-    let mut bob = RawClient::login(server.addr, "bob");
+    // Both log in the instant they open, and open before the silent connections, so their
+    // deadline is no later than the deadline that closes those.
+    let mut alice = open_with_first_message(server.addr, "alice");
+    assert_eq!(alice.expect_text(), "login success, your uid is alice");
+    let mut bob = open_with_first_message(server.addr, "bob");
+    assert_eq!(bob.expect_text(), "login success, your uid is bob");
     let started = Instant::now();
     let mut silent = RawClient::open(server.addr);
-    let mut refused = RawClient::open(server.addr);
-    refused.send_text("all");
+    // A refused login is not a login: the connection still has no uid.
+    let mut refused = open_with_first_message(server.addr, "all");
     assert_eq!(
         refused.expect_text(),
         "error: invalid uid: uid 'all' is reserved for broadcasts"
@@ -183,8 +200,9 @@ fn login_timeout_closes_only_connections_without_a_uid() {
         silent.expect_close(),
         (Some(1008), "login timeout".to_owned())
     );
+    // The server counts whole milliseconds.
     assert!(
-        started.elapsed() >= Duration::from_millis(290),
+        started.elapsed() >= timeout - Duration::from_millis(1),
         "closed after only {:?}",
         started.elapsed()
     );

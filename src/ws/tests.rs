@@ -340,3 +340,22 @@ fn a_client_that_does_not_read_is_not_read_until_its_queue_drains() {
     assert!(fake.0.borrow().inbound.is_empty());
     assert_eq!(fake.take_written().len(), 10 * 102);
 }
+
+#[test]
+fn a_refused_login_does_not_restart_the_login_timeout() {
+    let config = Config {
+        login_timeout: Some(ms(300)),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    let (key, fake, _) = harness.open("");
+    harness.advance(ms(200));
+    harness.send(key, &fake, &frame(1, b"all"));
+    let refusal = String::from_utf8_lossy(&fake.take_written()).into_owned();
+    assert!(refusal.contains("error: invalid uid"), "{refusal}");
+    // 300 ms after the open, not after the refusal.
+    harness.advance(ms(100));
+    let mut close = vec![0x88, 15, 0x03, 0xf0];
+    close.extend_from_slice(b"login timeout");
+    assert_eq!(fake.take_written(), close);
+}
