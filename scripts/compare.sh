@@ -4,7 +4,7 @@
 # (baseline, candidate, baseline, ...) on fresh servers so that drift on a noisy host hits both
 # columns alike; prints the median of RUNS runs (default 3) per figure and column.
 #
-# usage: scripts/compare.sh BASELINE_WSPUSH_BINARY
+# usage: scripts/compare.sh BASELINE_WSPUSH_BINARY    (ONLY="direct-window ..." runs a subset)
 #   e.g. git worktree add /tmp/base <commit> && (cd /tmp/base && cargo build --release --bin wspush)
 #        scripts/compare.sh /tmp/base/target/release/wspush
 # Needs 2 CPUs and taskset: the server runs on CPU 0, the tool on CPU 1.
@@ -24,6 +24,7 @@ trap 'kill "${SERVER_PID:-}" 2>/dev/null || true' EXIT
 
 run() {  # name, then wspush-bench arguments
   local name=$1 i side bin; shift
+  case " ${ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   for i in $(seq "$RUNS"); do
     for side in baseline candidate; do
       if [ "$side" = baseline ]; then bin=$BASELINE; else bin=$CANDIDATE; fi
@@ -51,6 +52,7 @@ def med(name, side, path):
             vals.append(v)
     return (round(statistics.median(vals), 3) if vals else None), [round(v, 3) for v in vals]
 print("%-58s %-26s %s" % ("figure (median of runs)", "baseline", "candidate"))
+done = {os.path.basename(f).split(".")[0] for f in os.listdir(out)}
 for name, path, label in [
     ("memory-10k", ["server_rss_per_conn"], "RSS per idle bound connection at 10k (B)"),
     ("memory-10k", ["connects_per_s"], "connect+bind 10k: connections/s"),
@@ -61,6 +63,8 @@ for name, path, label in [
     ("direct-window", ["server_cpu_us_per_msg"], "direct 1k/100 senders/window 16: CPU per msg (us)"),
     ("direct-window", ["msgs_per_s"], "direct 1k/100 senders/window 16: msgs/s"),
 ]:
+    if name not in done:
+        continue
     b, bv = med(name, "baseline", path)
     c, cv = med(name, "candidate", path)
     print("%-58s %-26s %s" % (label, "%s %s" % (b, bv), "%s %s" % (c, cv)))

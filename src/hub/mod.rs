@@ -257,23 +257,30 @@ impl<T> Hub<T> {
             stats,
             ..
         } = self;
-        let mut frame = None;
-        // `last`: the recipient may take the frame itself (a lone recipient then costs no
-        // shared-buffer promotion).
-        let mut offer_to = |key: usize, conn: &mut Conn<T>, last: bool| {
-            let shared = frame.get_or_insert_with(|| encode_message(message));
-            let copy = if last {
-                std::mem::take(shared)
-            } else {
-                shared.clone()
-            };
-            fanout.record(key, offer(conn, key, copy, limit, dirty, stats));
+        let is_empty = match to {
+            Recipients::Uid(uid) => registry.conns(uid).is_empty(),
+            Recipients::Group { group, .. } => groups.members(group).next().is_none(),
+            Recipients::All => false,
         };
+        if is_empty {
+            return 0;
+        }
+        let frame = encode_message(message);
         match to {
             Recipients::Uid(uid) => {
                 let ids = registry.conns(uid);
+                let mut frame = Some(frame);
                 for (i, id) in ids.iter().enumerate() {
-                    offer_to(id.key(), &mut conns[id.key()], i + 1 == ids.len());
+                    // The last recipient takes the frame itself: a lone one costs no refcount.
+                    let copy = if i + 1 == ids.len() {
+                        frame.take()
+                    } else {
+                        frame.clone()
+                    };
+                    let (Some(copy), key) = (copy, id.key()) else {
+                        break;
+                    };
+                    fanout.record(key, offer(&mut conns[key], key, copy, limit, dirty, stats));
                 }
             }
             Recipients::Group { group, exclude } => {
@@ -282,7 +289,8 @@ impl<T> Hub<T> {
                         continue;
                     }
                     for id in registry.conns(uid) {
-                        offer_to(id.key(), &mut conns[id.key()], false);
+                        let (key, copy) = (id.key(), frame.clone());
+                        fanout.record(key, offer(&mut conns[key], key, copy, limit, dirty, stats));
                     }
                 }
             }
@@ -290,7 +298,7 @@ impl<T> Hub<T> {
             Recipients::All => {
                 for (key, conn) in conns.iter_mut() {
                     if conn.uid.is_some() {
-                        offer_to(key, conn, false);
+                        fanout.record(key, offer(conn, key, frame.clone(), limit, dirty, stats));
                     }
                 }
             }

@@ -169,10 +169,13 @@ pub fn accept_response(
     subprotocol: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<Vec<u8>, InvalidHeader> {
-    let mut answer = format!(
+    let mut answer = String::with_capacity(160);
+    answer.push_str(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n"
+         Sec-WebSocket-Accept: ",
     );
+    answer.push_str(accept);
+    answer.push_str("\r\n");
     if let Some(protocol) = subprotocol {
         if !is_token(protocol) {
             return Err(InvalidHeader {

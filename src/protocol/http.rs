@@ -30,7 +30,12 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Whether any of `values` (comma-separated lists) contains `token`, ignoring case.
 pub fn lists_token<'v>(mut values: impl Iterator<Item = &'v [u8]>, token: &str) -> bool {
-    values.any(|value| list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes())))
+    let token = token.as_bytes();
+    values.any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+    })
 }
 
 /// Whether `name` is a valid header name (an RFC 9110 §5.6.2 token).

@@ -373,6 +373,8 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
                     format!("subprotocol {chosen:?} was not offered by the client"),
                 ),
                 Some(chosen) => Ok(Some(chosen)),
+                // Most servers speak none: skip looking through the headers for offers.
+                None if cx.hub.config.subprotocols.is_empty() => Ok(None),
                 None => Ok(view.select_subprotocol(&cx.hub.config.subprotocols)),
             };
             let headers: Vec<(&str, &str)> = accept.headers().collect();
