@@ -257,19 +257,13 @@ impl<T> Hub<T> {
             stats,
             ..
         } = self;
-        let is_empty = match to {
-            Recipients::Uid(uid) => registry.conns(uid).is_empty(),
-            Recipients::Group { group, .. } => groups.members(group).next().is_none(),
-            Recipients::All => false,
-        };
-        if is_empty {
-            return 0;
-        }
-        let frame = encode_message(message);
         match to {
             Recipients::Uid(uid) => {
                 let ids = registry.conns(uid);
-                let mut frame = Some(frame);
+                if ids.is_empty() {
+                    return 0;
+                }
+                let mut frame = Some(encode_message(message));
                 for (i, id) in ids.iter().enumerate() {
                     // The last recipient takes the frame itself: a lone one costs no refcount.
                     let copy = if i + 1 == ids.len() {
@@ -284,7 +278,12 @@ impl<T> Hub<T> {
                 }
             }
             Recipients::Group { group, exclude } => {
-                for uid in groups.members(group) {
+                let mut members = groups.members(group).peekable();
+                if members.peek().is_none() {
+                    return 0;
+                }
+                let frame = encode_message(message);
+                for uid in members {
                     if exclude.contains(&uid) {
                         continue;
                     }
@@ -296,6 +295,7 @@ impl<T> Hub<T> {
             }
             // One pass over the connection table, in memory order.
             Recipients::All => {
+                let frame = encode_message(message);
                 for (key, conn) in conns.iter_mut() {
                     if conn.uid.is_some() {
                         fanout.record(key, offer(conn, key, frame.clone(), limit, dirty, stats));
