@@ -699,6 +699,7 @@ struct Fanout {
 }
 
 impl Fanout {
+    #[inline]
     fn record(&mut self, key: usize, offered: Offered) {
         match offered {
             Offered::Queued(SendStatus::Dropped) => {}
