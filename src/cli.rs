@@ -27,7 +27,8 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
 
-    /// Most connections held at once [default: the open-files limit minus 64].
+    /// Most connections held at once [default: the open-files limit minus 64 minus
+    /// --api-max-connections].
     #[arg(long, env = "WSPUSH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 

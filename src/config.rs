@@ -24,8 +24,10 @@ pub struct Config {
     /// Length of the kernel's queue of connections not yet accepted (capped by
     /// `net.core.somaxconn`). Default 4096.
     pub backlog: u32,
-    /// Most connections held at once; `None` means the open-files limit minus
-    /// `FD_RESERVE`. Beyond it new connections get `503` and are closed. Default `None`.
+    /// Most connections held at once; `None` means the open-files limit minus `FD_RESERVE`
+    /// minus the push API's `max_connections` (so the API keeps its descriptors when the
+    /// WebSocket side is full). Beyond it new connections get `503` and are closed. Default
+    /// `None`.
     pub max_connections: Option<usize>,
     /// Largest message accepted, summed over its fragments; larger ones close the connection
     /// with 1009. Default 1 MiB.
@@ -103,7 +105,8 @@ impl Default for ApiConfig {
 }
 
 /// File descriptors kept free below the open-files limit when `max_connections` is derived
-/// from it: for the listener, the poller, logs, and the `503` answers past the limit.
+/// from it, besides the push API's: for the listeners, the poller, the waker and signals, logs,
+/// and the `503` answers past the limit.
 pub const FD_RESERVE: usize = 64;
 
 impl Default for Config {
@@ -144,6 +147,20 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// How the open-files limit `files` is split: WebSocket connections, push API
+    /// connections, and the fixed reserve.
+    pub fn descriptor_budget(&self, files: usize) -> DescriptorBudget {
+        let api = self.api.as_ref().map_or(0, |api| api.max_connections);
+        DescriptorBudget {
+            files,
+            websocket: self
+                .max_connections
+                .unwrap_or_else(|| files.saturating_sub(FD_RESERVE + api).max(1)),
+            api,
+            reserve: FD_RESERVE,
+        }
+    }
+
     /// Defaults with every connection timer off, so that a unit test turns on only the one it
     /// is about.
     #[cfg(test)]
@@ -168,5 +185,58 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+/// How the process's descriptors are shared out, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    /// The open-files limit.
+    pub files: usize,
+    /// WebSocket connections held at most (`Config::max_connections`, or derived).
+    pub websocket: usize,
+    /// Push API connections at most.
+    pub api: usize,
+    /// Kept for everything else.
+    pub reserve: usize,
+}
+
+impl DescriptorBudget {
+    /// Whether the limits fit in the open-files limit; if not, accepting pauses at descriptor
+    /// exhaustion instead of at the configured limit.
+    pub fn fits(&self) -> bool {
+        self.websocket + self.api + self.reserve <= self.files
+    }
+}
+
+impl std::fmt::Display for DescriptorBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "open-files limit {}: up to {} WebSocket connections, {} push API connections, {} \
+             kept in reserve",
+            self.files, self.websocket, self.api, self.reserve
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_connection_limit_leaves_the_api_its_descriptors() {
+        let config = Config {
+            api: Some(ApiConfig::default()),
+            ..Config::default()
+        };
+        let budget = config.descriptor_budget(20_000);
+        assert_eq!(budget.websocket, 20_000 - 64 - 1024);
+        assert!(budget.fits());
+        let explicit = Config {
+            max_connections: Some(19_990),
+            ..config
+        };
+        assert!(!explicit.descriptor_budget(20_000).fits());
     }
 }

@@ -32,7 +32,9 @@ mod reactor;
 mod uid;
 mod ws;
 
-pub use config::{ApiConfig, Config, ConfigError, SlowConsumerPolicy, FD_RESERVE};
+pub use config::{
+    ApiConfig, Config, ConfigError, DescriptorBudget, SlowConsumerPolicy, FD_RESERVE,
+};
 pub use context::Context;
 pub use echo::Echo;
 pub use handler::{Accept, Handler, Rejection, Request};

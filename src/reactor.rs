@@ -154,10 +154,13 @@ impl<H: Handler> Server<H> {
             what: "invalid configuration".to_owned(),
             source: io::Error::new(io::ErrorKind::InvalidInput, error),
         })?;
-        let files = net::raise_open_files_limit();
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| files.saturating_sub(crate::config::FD_RESERVE).max(1));
+        let budget = config.descriptor_budget(net::raise_open_files_limit());
+        if budget.fits() {
+            info!("{budget}");
+        } else {
+            warn!("{budget}: more than the limit; accepting pauses when descriptors run out");
+        }
+        let max_connections = budget.websocket;
         let poll = Poll::new().map_err(context("cannot create the poller"))?;
         let listen = config.listen;
         let mut listener = net::bind_listener(listen, config.backlog)

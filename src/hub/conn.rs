@@ -8,8 +8,8 @@
 //! | state \ event | peer close frame | server close | protocol error | EOF / I/O error | close frame written | timeout |
 //! | --- | --- | --- | --- | --- | --- | --- |
 //! | `Handshake` | — | — | HTTP error → `Closing` | `Dead` | — | 408 → `Closing` |
-//! | `Open` | echo → `Closing`, on_close (client) | close frame → `Closing`, on_close (server) | close frame → `Closing`, on_close (server) | `Dead`, on_close 1006 | — | idle/login: close → `Closing`; ping |
-//! | `Closing` | — | — | — | `Dead` | FIN → `Draining` | `Dead` |
+//! | `Open` | echo → `Closing`, on_close (client) | close frame → `Closing`, on_close (server) | close frame → `Closing`, on_close (server) | on_close 1006; `Dead` once queued output is written | — | idle/login: close → `Closing`; ping |
+//! | `Closing` | — | — | — | `Dead` once queued output is written | FIN → `Draining` (or `Dead` after EOF) | `Dead` |
 //! | `Draining` | — | — | — | `Dead` | — | `Dead` |
 
 use std::net::SocketAddr;
@@ -48,6 +48,9 @@ pub(crate) const READ_PAUSED: u8 = 1 << 4;
 pub(crate) const OVERFLOW: u8 = 1 << 5;
 /// The poller reported the peer's FIN: read until end of stream, even after a short read.
 pub(crate) const PEER_CLOSED: u8 = 1 << 6;
+/// End of stream was read while output was queued: write it (a close echo, last replies), then
+/// drop the connection.
+pub(crate) const PEER_GONE: u8 = 1 << 7;
 
 /// One connection and its WebSocket state.
 #[derive(Debug)]

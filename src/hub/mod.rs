@@ -29,7 +29,7 @@ use log::debug;
 use slab::Slab;
 use smallvec::SmallVec;
 
-use self::conn::{Conn, State, BLOCKED, DIRTY, OVERFLOW, READ_PAUSED};
+use self::conn::{Conn, State, BLOCKED, DIRTY, OVERFLOW, PEER_GONE, READ_PAUSED};
 use self::groups::Groups;
 use self::ids::{has_elapsed, tick, CloseInfo, ConnId, Initiator, SendStatus};
 use self::registry::Registry;
@@ -466,6 +466,21 @@ impl<T> Hub<T> {
         self.kill(key);
     }
 
+    /// The peer's end of stream was read. What is queued for it still goes out (the echo of a
+    /// close frame that came with the FIN, the last replies); the connection is dropped once
+    /// it is written, or at once if nothing is queued. An open connection closes as 1006.
+    pub(crate) fn peer_eof(&mut self, key: usize, now: Duration) {
+        if self.conns[key].state == State::Open {
+            self.leave_open(key, CloseCode::ABNORMAL, "", Initiator::Client, now);
+        }
+        let conn = &mut self.conns[key];
+        if conn.outbox.is_empty() || conn.state != State::Closing {
+            self.kill(key);
+        } else {
+            conn.set(PEER_GONE);
+        }
+    }
+
     /// Everything up to the close frame is written and the write side is shut: read until the
     /// peer closes too (so that unread input cannot turn the close into a reset).
     pub(crate) fn drain(&mut self, key: usize, now: Duration) {
@@ -527,9 +542,15 @@ impl<T> Hub<T> {
         false
     }
 
-    /// Records that the transport can take writes again.
-    pub(crate) fn writable(&mut self, key: usize) {
+    /// Records that the transport can take writes again. After a full socket this means the
+    /// peer took bytes, which counts as life: a slow reader whose reading is paused for
+    /// backpressure is not idle. (A write that merely succeeded proves nothing; a dead peer's
+    /// socket takes pings until it is full, and then never becomes writable again.)
+    pub(crate) fn writable(&mut self, key: usize, now: Duration) {
         let conn = &mut self.conns[key];
+        if conn.has(BLOCKED) {
+            conn.last_seen = tick(now);
+        }
         conn.clear(BLOCKED);
         if !conn.outbox.is_empty() {
             self.mark_dirty(key);

@@ -13,7 +13,7 @@ mod transport;
 use std::io;
 use std::net::SocketAddr;
 
-use log::{info, warn};
+use log::{debug, warn};
 use socket2::{Domain, Type};
 
 pub(crate) use self::accept::AcceptGate;
@@ -25,7 +25,7 @@ pub(crate) use self::transport::{Socket, Transport};
 pub(crate) fn raise_open_files_limit() -> usize {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
-            info!("open-files limit: {limit}");
+            debug!("open-files limit raised to {limit}");
             usize::try_from(limit).unwrap_or(usize::MAX)
         }
         Err(error) => {

@@ -31,10 +31,23 @@ impl CloseCode {
     pub const MESSAGE_TOO_BIG: Self = Self(1009);
     /// 1011: the server hit an unexpected condition.
     pub const INTERNAL_ERROR: Self = Self(1011);
+    /// 1012: the server is restarting; reconnect (IANA registry, after RFC 6455).
+    pub const SERVICE_RESTART: Self = Self(1012);
+    /// 1013: try again later (IANA registry).
+    pub const TRY_AGAIN_LATER: Self = Self(1013);
 
-    /// Whether this code may appear in a close frame on the wire (§7.4.1, §7.4.2).
-    pub fn is_sendable(self) -> bool {
+    /// Whether this code is accepted in a close frame from a client (§7.4.1, §7.4.2): the codes
+    /// RFC 6455 defines for the wire and the registered and private ranges. 1012–1014 were
+    /// registered after the RFC and conformance suites expect a server to refuse them from a
+    /// client, so they are not accepted here.
+    pub fn is_accepted(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    }
+
+    /// Whether the server may send this code: what it accepts, plus 1012 (service restart),
+    /// 1013 (try again later) and 1014 (bad gateway), which browsers understand.
+    pub fn is_sendable(self) -> bool {
+        self.is_accepted() || matches!(self.0, 1012..=1014)
     }
 }
 
@@ -54,7 +67,7 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, Pro
         [_] => Err(ProtocolError::InvalidClosePayload),
         [high, low, reason @ ..] => {
             let code = CloseCode(u16::from_be_bytes([*high, *low]));
-            if !code.is_sendable() {
+            if !code.is_accepted() {
                 return Err(ProtocolError::InvalidCloseCode);
             }
             let reason =
@@ -81,15 +94,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_only_sendable_codes() {
+    fn accepts_the_wire_codes_and_may_also_send_restart_codes() {
         for code in [
             1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999,
         ] {
+            assert!(CloseCode(code).is_accepted(), "{code}");
+            assert!(CloseCode(code).is_sendable(), "{code}");
+        }
+        for code in [1012, 1013, 1014] {
+            assert!(!CloseCode(code).is_accepted(), "{code}");
             assert!(CloseCode(code).is_sendable(), "{code}");
         }
         for code in [
-            0, 999, 1004, 1005, 1006, 1012, 1016, 2000, 2999, 5000, 65535,
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
         ] {
+            assert!(!CloseCode(code).is_accepted(), "{code}");
             assert!(!CloseCode(code).is_sendable(), "{code}");
         }
     }

@@ -22,7 +22,7 @@ use mio::Interest;
 
 use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::handler::Request;
-use crate::hub::conn::{State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, READABLE};
+use crate::hub::conn::{State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, PEER_GONE, READABLE};
 use crate::hub::outbox::Flushed;
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
@@ -103,14 +103,14 @@ impl WebSocket {
     }
 
     /// Records what the poller reported for a connection.
-    fn on_conn_event<T>(&mut self, hub: &mut Hub<T>, key: usize, event: &Event) {
+    fn on_conn_event<T>(&mut self, hub: &mut Hub<T>, key: usize, event: &Event, now: Duration) {
         // Events for a slot that was freed are harmless: readiness is only a hint.
         if !hub.conns.contains(key) {
             return;
         }
         let writable = event.is_writable();
         let closed = event.is_read_closed() || event.is_error();
-        self.on_readiness(hub, key, event.is_readable(), writable, closed);
+        self.on_readiness(hub, key, event.is_readable(), writable, closed, now);
     }
 
     fn on_readiness<T>(
@@ -120,9 +120,10 @@ impl WebSocket {
         readable: bool,
         writable: bool,
         closed: bool,
+        now: Duration,
     ) {
         if writable {
-            hub.writable(key);
+            hub.writable(key, now);
         }
         if closed {
             hub.conns[key].set(PEER_CLOSED);
@@ -161,7 +162,9 @@ impl WebSocket {
             let conn = &mut cx.hub.conns[key];
             match conn.transport.read(cx.scratch) {
                 Ok(0) => {
-                    cx.hub.vanish(key, cx.now);
+                    // Nothing more will arrive: stop reading, write what is owed, then drop.
+                    conn.clear(READABLE);
+                    cx.hub.peer_eof(key, cx.now);
                     return;
                 }
                 Ok(n) => {
@@ -235,9 +238,10 @@ impl WebSocket {
         if flushed == Flushed::Blocked {
             conn.set(BLOCKED);
         } else if conn.state == State::Closing {
-            // Everything including the close frame is out: send FIN, then read until the peer
-            // closes too, so unread input cannot turn our close into a reset.
-            if conn.transport.shutdown_write().is_err() {
+            // Everything including the close frame is out. The peer already closed: done.
+            // Otherwise send FIN, then read until the peer closes too, so unread input cannot
+            // turn our close into a reset.
+            if conn.has(PEER_GONE) || conn.transport.shutdown_write().is_err() {
                 hub.kill(key);
                 return;
             }
@@ -272,7 +276,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
         match slot {
             Slot::Listener => self.accept(cx),
-            Slot::Conn(key) => self.on_conn_event(cx.hub, key, event),
+            Slot::Conn(key) => self.on_conn_event(cx.hub, key, event, cx.now),
         }
     }
 

@@ -45,7 +45,17 @@ impl<H: Handler> Harness<H> {
     /// The client sends `bytes`; the poller reports the socket readable; one loop iteration.
     fn send(&mut self, key: usize, fake: &Fake, bytes: &[u8]) {
         fake.push_input(bytes);
-        self.ws.on_readiness(&mut self.hub, key, true, false, false);
+        self.ws
+            .on_readiness(&mut self.hub, key, true, false, false, self.now);
+        self.iterate();
+    }
+
+    /// The client sends `bytes` and then its FIN; the poller reports both.
+    fn send_with_fin(&mut self, key: usize, fake: &Fake, bytes: &[u8]) {
+        fake.push_input(bytes);
+        fake.0.borrow_mut().eof = true;
+        self.ws
+            .on_readiness(&mut self.hub, key, true, false, true, self.now);
         self.iterate();
     }
 
@@ -321,7 +331,7 @@ fn a_client_that_does_not_read_is_not_read_until_its_queue_drains() {
     harness.send(key, &fake, &burst[..6 * 106]);
     harness
         .ws
-        .on_readiness(&mut harness.hub, key, false, false, false);
+        .on_readiness(&mut harness.hub, key, false, false, false, harness.now);
     harness.send(key, &fake, &burst[6 * 106..]);
     assert!(harness.hub.conns[key].has(READ_PAUSED));
     assert_eq!(
@@ -333,7 +343,7 @@ fn a_client_that_does_not_read_is_not_read_until_its_queue_drains() {
     fake.0.borrow_mut().room = usize::MAX;
     harness
         .ws
-        .on_readiness(&mut harness.hub, key, false, true, false);
+        .on_readiness(&mut harness.hub, key, false, true, false, harness.now);
     harness.iterate();
     harness.iterate();
     assert!(!harness.hub.conns[key].has(READ_PAUSED));
@@ -358,4 +368,57 @@ fn a_refused_login_does_not_restart_the_login_timeout() {
     let mut close = vec![0x88, 15, 0x03, 0xf0];
     close.extend_from_slice(b"login timeout");
     assert_eq!(fake.take_written(), close);
+}
+
+#[test]
+fn a_close_frame_sent_with_the_fin_still_gets_its_echo() {
+    let mut harness = Harness::new(quiet(), Echo);
+    let (key, fake, _) = harness.open("");
+    harness.send_with_fin(key, &fake, &frame(8, &1000u16.to_be_bytes()));
+    assert_eq!(fake.take_written(), b"\x88\x02\x03\xe8");
+    assert!(
+        !harness.hub.conns.contains(key),
+        "dropped once the echo is out"
+    );
+}
+
+#[test]
+fn replies_queued_before_the_fin_are_written_before_the_drop() {
+    let mut harness = Harness::new(quiet(), Echo);
+    let (key, fake, _) = harness.open("");
+    harness.send_with_fin(key, &fake, &frame(1, b"last words"));
+    assert_eq!(fake.take_written(), text("last words"));
+    assert!(!harness.hub.conns.contains(key));
+    assert!(!fake.0.borrow().shut, "the peer is gone: no FIN needed");
+}
+
+#[test]
+fn a_slow_reader_that_keeps_taking_bytes_is_not_idle() {
+    let config = Config {
+        idle_timeout: Some(ms(1000)),
+        max_send_buffer: 1 << 20,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    let (key, fake, _) = harness.open("");
+    harness.send(key, &fake, &frame(1, b"slow"));
+    fake.take_written();
+    let id = harness.hub.id_of(key);
+    // The client never sends again but keeps reading a little every 200 ms.
+    for _ in 0..20 {
+        fake.0.borrow_mut().room = 0;
+        let payload = "x".repeat(100);
+        crate::hub::Actions::send(&mut harness.hub, id, Message::Text(&payload), harness.now);
+        harness.iterate();
+        fake.0.borrow_mut().room = 50;
+        harness
+            .ws
+            .on_readiness(&mut harness.hub, key, false, true, false, harness.now);
+        harness.advance(ms(200));
+    }
+    assert_eq!(
+        harness.hub.conns[key].state,
+        State::Open,
+        "4 s of progress, never idle"
+    );
 }
