@@ -26,6 +26,9 @@ pub enum LoginError {
     InvalidUid(crate::InvalidUid),
     /// `expires` is in the past.
     Expired,
+    /// `expires` is further ahead than the server's maximum lifetime allows (a URL minted
+    /// with milliseconds, or meant to be reused for days).
+    TooFarAhead,
     /// The signature does not match.
     BadSignature,
 }
@@ -37,6 +40,7 @@ impl std::fmt::Display for LoginError {
             Self::Malformed(what) => write!(f, "malformed login: {what}"),
             Self::InvalidUid(reason) => write!(f, "invalid uid: {reason}"),
             Self::Expired => f.write_str("login expired"),
+            Self::TooFarAhead => f.write_str("login expires too far ahead"),
             Self::BadSignature => f.write_str("bad login signature"),
         }
     }
@@ -50,7 +54,14 @@ pub fn sign_login(secret: &[u8], uid: &str, expires: u64) -> String {
 }
 
 /// Checks the login proof in a query string at time `now` (unix seconds) and returns the uid.
-pub fn verify_login(secret: &[u8], query: &str, now: u64) -> Result<String, LoginError> {
+/// A proof that expires more than `max_ttl` seconds after `now` is refused: a login URL is a
+/// bearer credential, and whoever holds it can connect as the uid until it expires.
+pub fn verify_login(
+    secret: &[u8],
+    query: &str,
+    now: u64,
+    max_ttl: u64,
+) -> Result<String, LoginError> {
     let (mut uid, mut expires, mut sig) = (None, None, None);
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         let slot = match &*name {
@@ -73,6 +84,9 @@ pub fn verify_login(secret: &[u8], query: &str, now: u64) -> Result<String, Logi
     let sig = hex::decode(&*sig).map_err(|_| LoginError::Malformed("sig is not hex"))?;
     if expires < now {
         return Err(LoginError::Expired);
+    }
+    if expires - now > max_ttl {
+        return Err(LoginError::TooFarAhead);
     }
     mac_for(secret, &uid, expires)
         .verify_slice(&sig)
@@ -101,6 +115,26 @@ mod tests {
 
     const SECRET: &[u8] = b"s3cret";
 
+    fn verify_login_1h(secret: &[u8], query: &str, now: u64) -> Result<String, LoginError> {
+        verify_login(secret, query, now, 3600)
+    }
+
+    #[test]
+    fn refuses_proofs_that_expire_beyond_the_maximum_lifetime() {
+        let sig = sign_login(SECRET, "alice", 1_000 + 3_601);
+        assert_eq!(
+            verify_login_1h(SECRET, &query("alice", 1_000 + 3_601, &sig), 1_000),
+            Err(LoginError::TooFarAhead)
+        );
+        // Milliseconds instead of seconds: ~50,000 years ahead.
+        let millis = 1_700_000_000_000;
+        let sig = sign_login(SECRET, "alice", millis);
+        assert_eq!(
+            verify_login_1h(SECRET, &query("alice", millis, &sig), 1_700_000_000),
+            Err(LoginError::TooFarAhead)
+        );
+    }
+
     fn query(uid: &str, expires: u64, sig: &str) -> String {
         format!("uid={uid}&expires={expires}&sig={sig}")
     }
@@ -118,7 +152,7 @@ mod tests {
     fn accepts_a_valid_proof_and_decodes_the_uid() {
         let sig = sign_login(SECRET, "bob smith", 2000);
         assert_eq!(
-            verify_login(SECRET, &query("bob%20smith", 2000, &sig), 1999),
+            verify_login_1h(SECRET, &query("bob%20smith", 2000, &sig), 1999),
             Ok("bob smith".to_owned())
         );
     }
@@ -127,19 +161,19 @@ mod tests {
     fn refuses_expired_forged_and_replayed_proofs() {
         let sig = sign_login(SECRET, "alice", 2000);
         assert_eq!(
-            verify_login(SECRET, &query("alice", 2000, &sig), 2001),
+            verify_login_1h(SECRET, &query("alice", 2000, &sig), 2001),
             Err(LoginError::Expired)
         );
         assert_eq!(
-            verify_login(SECRET, &query("mallory", 2000, &sig), 1000),
+            verify_login_1h(SECRET, &query("mallory", 2000, &sig), 1000),
             Err(LoginError::BadSignature)
         );
         assert_eq!(
-            verify_login(SECRET, &query("alice", 3000, &sig), 1000),
+            verify_login_1h(SECRET, &query("alice", 3000, &sig), 1000),
             Err(LoginError::BadSignature)
         );
         assert_eq!(
-            verify_login(b"other", &query("alice", 2000, &sig), 1000),
+            verify_login_1h(b"other", &query("alice", 2000, &sig), 1000),
             Err(LoginError::BadSignature)
         );
     }
@@ -147,23 +181,23 @@ mod tests {
     #[test]
     fn refuses_missing_duplicate_and_malformed_parameters() {
         assert_eq!(
-            verify_login(SECRET, "expires=1&sig=00", 0),
+            verify_login_1h(SECRET, "expires=1&sig=00", 0),
             Err(LoginError::Missing("uid"))
         );
         assert!(matches!(
-            verify_login(SECRET, "uid=a&uid=b&expires=1&sig=00", 0),
+            verify_login_1h(SECRET, "uid=a&uid=b&expires=1&sig=00", 0),
             Err(LoginError::Malformed(_))
         ));
         assert!(matches!(
-            verify_login(SECRET, "uid=a&expires=soon&sig=00", 0),
+            verify_login_1h(SECRET, "uid=a&expires=soon&sig=00", 0),
             Err(LoginError::Malformed(_))
         ));
         assert!(matches!(
-            verify_login(SECRET, "uid=a&expires=1&sig=zz", 0),
+            verify_login_1h(SECRET, "uid=a&expires=1&sig=zz", 0),
             Err(LoginError::Malformed(_))
         ));
         assert!(matches!(
-            verify_login(SECRET, "uid=all&expires=1&sig=00", 0),
+            verify_login_1h(SECRET, "uid=all&expires=1&sig=00", 0),
             Err(LoginError::InvalidUid(_))
         ));
     }

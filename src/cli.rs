@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// With --auth-secret: refuse login URLs that expire further ahead than this (a URL is a
+    /// bearer credential, and one minted with milliseconds would last ~50,000 years).
+    #[arg(long, env = "WSPUSH_AUTH_MAX_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub auth_max_ttl: Duration,
+
     /// Subprotocols the server answers, comma-separated: the first one the client offers
     /// (client's order of preference) that is listed here [default: none].
     #[arg(long, env = "WSPUSH_SUBPROTOCOLS", value_delimiter = ',')]

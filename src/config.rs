@@ -173,19 +173,170 @@ impl Config {
         }
     }
 
-    /// Checks that the options make sense together.
+    /// Checks that the options make sense together; the first problem found is the error,
+    /// naming the option (by its command-line flag) and what would work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.clone().checked().map(drop)
+    }
+
+    /// The configuration as the server runs it: validated, with the allowed origins in the
+    /// form browsers send (see [`normalize_origin`]).
+    pub fn checked(mut self) -> Result<Self, ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        let positive = |value: Duration, flag: &str, off: bool| {
+            if value.is_zero() {
+                let hint = if off {
+                    " (use `off` to disable it)"
+                } else {
+                    ""
+                };
+                Err(ConfigError(format!("{flag} must be longer than 0{hint}")))
+            } else {
+                Ok(())
+            }
+        };
+        if self.max_message_size == 0 {
+            return fail("--max-message-size must be at least 1 byte".into());
+        }
+        if self.max_connections == Some(0) {
+            return fail("--max-connections must be at least 1 (leave it unset to derive it from the open-files limit)".into());
+        }
+        if self.backlog == 0 {
+            return fail("--backlog must be at least 1".into());
+        }
+        if self.max_handshake_size < MIN_HANDSHAKE_SIZE {
+            return fail(format!(
+                "--max-handshake-size must be at least {MIN_HANDSHAKE_SIZE} bytes: browsers send \
+                 400-700 byte upgrade requests"
+            ));
+        }
+        if self.max_send_buffer < MIN_SEND_BUFFER {
+            return fail(format!(
+                "--max-send-buffer must be at least {MIN_SEND_BUFFER} bytes, or even the login \
+                 answer may not fit"
+            ));
+        }
+        if self.read_buffer_size < MIN_READ_BUFFER {
+            return fail(format!(
+                "--read-buffer-size must be at least {MIN_READ_BUFFER} bytes"
+            ));
+        }
+        positive(self.handshake_timeout, "--handshake-timeout", false)?;
+        positive(self.close_timeout, "--close-timeout", false)?;
+        for (value, flag) in [
+            (self.login_timeout, "--login-timeout"),
+            (self.ping_interval, "--ping-interval"),
+            (self.idle_timeout, "--idle-timeout"),
+        ] {
+            if let Some(value) = value {
+                positive(value, flag, true)?;
+            }
+        }
+        if let (Some(ping), Some(idle)) = (self.ping_interval, self.idle_timeout) {
+            if ping >= idle {
+                return fail(format!(
+                    "--ping-interval ({}) must be shorter than --idle-timeout ({}): a silent \
+                     client would be closed before it is ever pinged",
+                    humane(ping),
+                    humane(idle)
+                ));
+            }
+        }
         if let Some(bad) = self
             .subprotocols
             .iter()
             .find(|name| !crate::protocol::http::is_token(name))
         {
-            return Err(ConfigError(format!(
-                "subprotocol {bad:?} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
-            )));
+            return fail(format!(
+                "--subprotocols: {bad:?} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+            ));
+        }
+        self.allowed_origins = self
+            .allowed_origins
+            .iter()
+            .map(|origin| normalize_origin(origin))
+            .collect::<Result<_, _>>()?;
+        if let Some(api) = &self.api {
+            api.check()?;
+        }
+        Ok(self)
+    }
+}
+
+impl ApiConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        match self.key.as_deref() {
+            Some("") => {
+                return fail(
+                    "--api-key is empty: set a real key, or leave it unset (then the API \
+                     listens on loopback only)"
+                        .into(),
+                )
+            }
+            None if !self.listen.ip().is_loopback() => {
+                return fail(format!(
+                    "refusing to serve the push API on non-loopback {} without an API key \
+                     (--api-key)",
+                    self.listen
+                ))
+            }
+            _ => {}
+        }
+        if self.max_connections == 0 {
+            return fail("--api-max-connections must be at least 1 (or --api-listen off)".into());
+        }
+        if self.max_header_size < MIN_HANDSHAKE_SIZE {
+            return fail(format!(
+                "--api-max-header-size must be at least {MIN_HANDSHAKE_SIZE} bytes"
+            ));
+        }
+        if self.timeout.is_zero() {
+            return fail("--api-timeout must be longer than 0".into());
         }
         Ok(())
     }
+}
+
+/// Smallest `max_handshake_size` (and API head size) accepted.
+const MIN_HANDSHAKE_SIZE: usize = 512;
+/// Smallest `max_send_buffer` accepted.
+const MIN_SEND_BUFFER: usize = 4096;
+/// Smallest `read_buffer_size` accepted.
+const MIN_READ_BUFFER: usize = 4096;
+
+fn humane(duration: Duration) -> String {
+    format!("{duration:?}")
+}
+
+/// An allowed origin in the form a browser sends it: `scheme://host[:port]`, lowercase, without
+/// a trailing slash, and without the scheme's default port (`:443` for https, `:80` for http).
+/// Anything with a path, query, user or other shape is refused, since it could never match.
+pub fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
+    let refuse = |why: &str| {
+        Err(ConfigError(format!(
+            "--allowed-origins: {origin:?} {why}; write origins as a browser sends them, \
+             e.g. https://app.example or http://localhost:8080"
+        )))
+    };
+    let lower = origin.trim().to_ascii_lowercase();
+    let Some((scheme, rest)) = lower.split_once("://") else {
+        return refuse("has no scheme");
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        return refuse("is not scheme://host[:port]");
+    }
+    let default_port = match scheme {
+        "https" | "wss" => ":443",
+        "http" | "ws" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() && !host.is_empty() => host,
+        _ => authority,
+    };
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// How the process's descriptors are shared out, for the start-up log.
@@ -223,6 +374,78 @@ impl std::fmt::Display for DescriptorBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_normalised_to_what_browsers_send() {
+        let normal = |o: &str| normalize_origin(o).unwrap();
+        assert_eq!(normal(" https://App.Example/ "), "https://app.example");
+        assert_eq!(normal("https://app.example:443"), "https://app.example");
+        assert_eq!(normal("http://localhost:80"), "http://localhost");
+        assert_eq!(normal("http://localhost:8080"), "http://localhost:8080");
+        assert!(normalize_origin("app.example").is_err());
+        assert!(normalize_origin("https://app.example/path").is_err());
+        assert!(normalize_origin("https://").is_err());
+        let config = Config {
+            allowed_origins: vec!["https://a.example".into(), " https://b.example".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            config.checked().unwrap().allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn nonsensical_configurations_are_refused_naming_the_option() {
+        let refused = |config: Config| config.validate().unwrap_err().to_string();
+        let base = Config::default;
+        assert!(refused(Config {
+            max_message_size: 0,
+            ..base()
+        })
+        .contains("--max-message-size"));
+        assert!(refused(Config {
+            max_connections: Some(0),
+            ..base()
+        })
+        .contains("--max-connections"));
+        let no_ping = Config {
+            ping_interval: Some(Duration::ZERO),
+            ..base()
+        };
+        assert!(refused(no_ping).contains("use `off`"));
+        let late_ping = Config {
+            ping_interval: Some(Duration::from_secs(60)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            ..base()
+        };
+        assert!(refused(late_ping).contains("shorter than --idle-timeout"));
+        assert!(refused(Config {
+            max_send_buffer: 100,
+            ..base()
+        })
+        .contains("--max-send-buffer"));
+        assert!(refused(Config {
+            read_buffer_size: 1,
+            ..base()
+        })
+        .contains("--read-buffer-size"));
+        let empty_key = Config {
+            api: Some(ApiConfig {
+                key: Some(String::new()),
+                ..ApiConfig::default()
+            }),
+            ..base()
+        };
+        assert!(refused(empty_key).contains("--api-key is empty"));
+        assert!(Config::default().validate().is_ok());
+        assert!(Config {
+            api: Some(ApiConfig::default()),
+            ..base()
+        }
+        .validate()
+        .is_ok());
+    }
 
     #[test]
     fn derived_connection_limit_leaves_the_api_its_descriptors() {

@@ -43,7 +43,7 @@ pub use hub::outbox::{self, Flushed, Outbox};
 pub use hub::registry;
 pub use hub::stats::{Gauges, Stats};
 pub use protocol::{CloseCode, Message};
-pub use push::PushProtocol;
+pub use push::{PushProtocol, DEFAULT_AUTH_MAX_TTL};
 pub use reactor::{BindError, Server, ServerHandle};
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
 

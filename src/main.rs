@@ -15,15 +15,30 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let config = cli.config();
-    let result = match cli.mode {
-        Mode::Push => {
-            let handler = match &cli.auth_secret {
-                Some(secret) => PushProtocol::with_auth_secret(secret.as_bytes()),
-                None => PushProtocol::new(),
+    let result = match (cli.mode, cli.auth_secret.as_deref()) {
+        (_, Some("")) => Err(
+            "--auth-secret (WSPUSH_AUTH_SECRET) is empty: anyone could sign \
+             any uid with it; set a real secret or unset it"
+                .to_owned(),
+        ),
+        (Mode::Echo, Some(_)) => Err("--auth-secret has no effect in echo mode, which has no \
+             logins; use --mode push or drop the secret"
+            .to_owned()),
+        (Mode::Push, secret) => {
+            let handler = secret.map_or_else(PushProtocol::new, |secret| {
+                PushProtocol::with_auth_secret(secret.as_bytes())
+                    .with_auth_max_ttl(cli.auth_max_ttl)
+            });
+            let logins = match secret {
+                Some(_) => format!(
+                    "signed logins (URLs valid at most {} ahead)",
+                    humantime::format_duration(cli.auth_max_ttl)
+                ),
+                None => "uids taken on trust (no --auth-secret)".to_owned(),
             };
-            serve(config, handler, "push")
+            serve(config, handler, &format!("push, {logins}"))
         }
-        Mode::Echo => serve(config, Echo, "echo"),
+        (Mode::Echo, None) => serve(config, Echo, "echo"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,9 +55,22 @@ fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), Strin
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     info!("{}", startup_line(&server, mode));
-    match server.api_addr() {
-        Some(addr) => info!("push API listening on http://{addr}"),
-        None => info!("push API off"),
+    let origins = &server.config().allowed_origins;
+    if origins.is_empty() {
+        info!("browsers from any origin may connect (no --allowed-origins)");
+    } else {
+        info!("browsers may connect only from: {}", origins.join(", "));
+    }
+    match (server.api_addr(), server.config().api.as_ref()) {
+        (Some(addr), Some(api)) => {
+            let protection = if api.key.is_some() {
+                "every request needs the API key"
+            } else {
+                "no API key: loopback clients only"
+            };
+            info!("push API listening on http://{addr} ({protection})");
+        }
+        _ => info!("push API off"),
     }
     server.run().map_err(|e| format!("server failed: {e}"))
 }
@@ -56,7 +84,7 @@ fn startup_line<H: Handler>(server: &Server<H>, mode: &str) -> String {
     };
     format!(
         "wspush {} listening on {} (mode {mode}; max connections {}, max message {} B, \
-         max handshake {} B, send buffer {} B ({:?} on overflow), handshake timeout {}, \
+         max handshake {} B, send buffer {} B ({} on overflow), handshake timeout {}, \
          login timeout {}, ping every {}, idle timeout {}, close timeout {}, shutdown timeout {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
@@ -64,7 +92,10 @@ fn startup_line<H: Handler>(server: &Server<H>, mode: &str) -> String {
         c.max_message_size,
         c.max_handshake_size,
         c.max_send_buffer,
-        c.slow_consumer,
+        match c.slow_consumer {
+            wspush::SlowConsumerPolicy::Drop => "drop the message",
+            wspush::SlowConsumerPolicy::Close => "close the connection",
+        },
         humantime::format_duration(c.handshake_timeout),
         optional(c.login_timeout),
         optional(c.ping_interval),

@@ -17,9 +17,22 @@ use crate::uid::{validate_uid, BROADCAST_RECIPIENT};
 use crate::{Accept, ConnId, Context, Handler, Rejection, Request};
 
 /// The reference protocol handler.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PushProtocol {
     auth_secret: Option<Vec<u8>>,
+    auth_max_ttl: u64,
+}
+
+/// The longest a signed login URL may be valid ahead, by default: one hour.
+pub const DEFAULT_AUTH_MAX_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Default for PushProtocol {
+    fn default() -> Self {
+        Self {
+            auth_secret: None,
+            auth_max_ttl: DEFAULT_AUTH_MAX_TTL.as_secs(),
+        }
+    }
 }
 
 impl PushProtocol {
@@ -29,11 +42,27 @@ impl PushProtocol {
     }
 
     /// The reference protocol with signed logins: every connection must carry a valid
-    /// `?uid=…&expires=…&sig=…` proof made with `secret`, or it is refused with 403.
+    /// `?uid=…&expires=…&sig=…` proof made with `secret`, or it is refused with 403. Proofs
+    /// valid for more than [`DEFAULT_AUTH_MAX_TTL`] ahead are refused (see `with_auth_max_ttl`).
+    ///
+    /// # Panics
+    /// If `secret` is empty: anyone could then sign any uid.
     pub fn with_auth_secret(secret: impl Into<Vec<u8>>) -> Self {
+        let secret = secret.into();
+        assert!(
+            !secret.is_empty(),
+            "an empty auth secret lets anyone forge any uid"
+        );
         Self {
-            auth_secret: Some(secret.into()),
+            auth_secret: Some(secret),
+            ..Self::default()
         }
+    }
+
+    /// Refuses signed logins that expire more than `max_ttl` ahead.
+    pub fn with_auth_max_ttl(mut self, max_ttl: std::time::Duration) -> Self {
+        self.auth_max_ttl = max_ttl.as_secs();
+        self
     }
 }
 
@@ -47,7 +76,8 @@ impl Handler for PushProtocol {
         let Some(secret) = &self.auth_secret else {
             return Ok(Accept::default());
         };
-        let uid = verify_login(secret, request.query().unwrap_or(""), unix_now())
+        let query = request.query().unwrap_or("");
+        let uid = verify_login(secret, query, unix_now(), self.auth_max_ttl)
             .map_err(|error| Rejection::new(403, error.to_string()))?;
         ctx.bind_uid(conn, &uid);
         ctx.send(conn, format!("login success, your uid is {uid}").as_str());

@@ -150,7 +150,7 @@ impl<H: Handler> Server<H> {
     /// Raises the soft open-files limit to the hard limit and derives the connection limit from
     /// it unless `config.max_connections` is set.
     pub fn bind(config: Config, handler: H) -> Result<Self, BindError> {
-        config.validate().map_err(|error| BindError {
+        let config = config.checked().map_err(|error| BindError {
             what: "invalid configuration".to_owned(),
             source: io::Error::new(io::ErrorKind::InvalidInput, error),
         })?;
@@ -179,13 +179,14 @@ impl<H: Handler> Server<H> {
         let waker = Waker::new(poll.registry(), WAKER).map_err(context("cannot create a waker"))?;
         let api = match &config.api {
             Some(api) => Some(
-                Api::bind(api.clone(), poll.registry(), Tokens::of(API))
-                    .map_err(context(format!("push API on {}", api.listen)))?,
+                Api::bind(api.clone(), poll.registry(), Tokens::of(API)).map_err(context(
+                    format!("cannot serve the push API on {}", api.listen),
+                ))?,
             ),
             None => None,
         };
         let websocket = WebSocket::new(tokens, Some(listener), &config);
-        let scratch = vec![0; config.read_buffer_size.max(4096)];
+        let scratch = vec![0; config.read_buffer_size];
         Ok(Self {
             poll,
             local_addr,

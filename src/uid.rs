@@ -17,6 +17,11 @@ pub enum InvalidUid {
     ContainsColon,
     /// The uid is the reserved word `all`.
     Reserved,
+    /// The uid contains a control character (C0, DEL or C1), such as the newline a line-based
+    /// client appends.
+    ControlCharacter,
+    /// The uid is only whitespace.
+    OnlyWhitespace,
 }
 
 impl std::fmt::Display for InvalidUid {
@@ -26,13 +31,18 @@ impl std::fmt::Display for InvalidUid {
             Self::TooLong => "uid is longer than 128 bytes",
             Self::ContainsColon => "uid contains ':'",
             Self::Reserved => "uid 'all' is reserved for broadcasts",
+            Self::ControlCharacter => {
+                "uid contains a control character (a trailing newline from the client?)"
+            }
+            Self::OnlyWhitespace => "uid is only whitespace",
         })
     }
 }
 
 impl std::error::Error for InvalidUid {}
 
-/// Checks a uid against the rules: non-empty, at most 128 bytes, no `:`, not `all`.
+/// Checks a uid against the rules: non-empty, at most 128 bytes, no `:`, not `all`, no control
+/// characters (C0, DEL, C1), not only whitespace.
 pub fn validate_uid(uid: &str) -> Result<(), InvalidUid> {
     if uid.is_empty() {
         Err(InvalidUid::Empty)
@@ -42,6 +52,10 @@ pub fn validate_uid(uid: &str) -> Result<(), InvalidUid> {
         Err(InvalidUid::ContainsColon)
     } else if uid == BROADCAST_RECIPIENT {
         Err(InvalidUid::Reserved)
+    } else if uid.chars().any(char::is_control) {
+        Err(InvalidUid::ControlCharacter)
+    } else if uid.chars().all(char::is_whitespace) {
+        Err(InvalidUid::OnlyWhitespace)
     } else {
         Ok(())
     }
@@ -59,5 +73,10 @@ mod tests {
         assert_eq!(validate_uid(&"x".repeat(129)), Err(InvalidUid::TooLong));
         assert_eq!(validate_uid("a:b"), Err(InvalidUid::ContainsColon));
         assert_eq!(validate_uid("all"), Err(InvalidUid::Reserved));
+        assert_eq!(validate_uid("alice\n"), Err(InvalidUid::ControlCharacter));
+        assert_eq!(validate_uid("a\u{7f}"), Err(InvalidUid::ControlCharacter));
+        assert_eq!(validate_uid("a\u{85}"), Err(InvalidUid::ControlCharacter));
+        assert_eq!(validate_uid(" \u{3000} "), Err(InvalidUid::OnlyWhitespace));
+        assert_eq!(validate_uid("bob smith"), Ok(()));
     }
 }

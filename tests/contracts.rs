@@ -86,3 +86,18 @@ fn server_may_close_with_service_restart_but_refuses_it_from_a_client() {
         "1012 from a client is a protocol error"
     );
 }
+
+#[test]
+fn a_uid_with_a_trailing_newline_is_refused_with_the_rule_it_breaks() {
+    let server = BinaryServer::start(&[]);
+    let mut client = RawClient::open(server.addr);
+    // What a line-based client such as websocat sends for "alice" typed at a prompt.
+    client.send_text("alice\n");
+    let reply = client.expect_text();
+    assert!(
+        reply.starts_with("error: invalid uid: uid contains a control character"),
+        "{reply}"
+    );
+    client.send_text("alice");
+    assert_eq!(client.expect_text(), "login success, your uid is alice");
+}

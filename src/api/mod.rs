@@ -84,23 +84,13 @@ struct ApiConn<T> {
 }
 
 impl Api<Socket> {
-    /// Binds the API listener and registers it under `tokens`; refuses a non-loopback address
-    /// without an API key.
+    /// Binds the API listener and registers it under `tokens` (the configuration was checked by
+    /// `Config::checked`, which refuses a non-loopback address without an API key).
     pub(crate) fn bind(
         config: ApiConfig,
         registry: &mio::Registry,
         tokens: Tokens,
     ) -> io::Result<Self> {
-        if !config.listen.ip().is_loopback() && config.key.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "refusing to serve the push API on non-loopback {} without an API key \
-                     (--api-key)",
-                    config.listen
-                ),
-            ));
-        }
         let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG)?;
         registry.register(
             &mut listener,

@@ -168,7 +168,7 @@ impl BinaryServer {
         let api = loop {
             let line = next_line();
             if let Some(rest) = line.split("push API listening on http://").nth(1) {
-                break Some(rest.trim().parse().unwrap());
+                break Some(rest.split_whitespace().next().unwrap().parse().unwrap());
             }
             if line.contains("push API off") {
                 break None;
