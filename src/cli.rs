@@ -80,6 +80,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_SEND_BUFFER", default_value = "1MiB", value_parser = parse_size)]
     pub max_send_buffer: usize,
 
+    /// Cap on all connections' send queues together, counted as --max-send-buffer counts one;
+    /// past it, connections that are behind get the slow-consumer policy for new messages.
+    #[arg(long, env = "WSPUSH_MAX_TOTAL_SEND_BUFFER", default_value = "1GiB", value_parser = parse_size)]
+    pub max_total_send_buffer: usize,
+
     /// What happens to a message for a connection whose send queue is full.
     #[arg(long, env = "WSPUSH_SLOW_CONSUMER", value_enum, default_value_t = SlowConsumer::Drop)]
     pub slow_consumer: SlowConsumer,
@@ -164,6 +169,7 @@ impl Cli {
             ping_interval: self.ping_interval.0,
             idle_timeout: self.idle_timeout.0,
             max_send_buffer: self.max_send_buffer,
+            max_total_send_buffer: self.max_total_send_buffer,
             slow_consumer: match self.slow_consumer {
                 SlowConsumer::Drop => SlowConsumerPolicy::Drop,
                 SlowConsumer::Close => SlowConsumerPolicy::Close,

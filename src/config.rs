@@ -52,8 +52,15 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// A connection silent this long is closed with 1001; `None` disables. Default 60 s.
     pub idle_timeout: Option<Duration>,
-    /// Per-connection cap on queued outgoing bytes. Default 1 MiB.
+    /// Per-connection cap on what queued outgoing frames hold in memory: their bytes plus
+    /// `outbox::FRAME_OVERHEAD` (96 B) each. Reading from a connection pauses while its queue is
+    /// over half of this. Default 1 MiB.
     pub max_send_buffer: usize,
+    /// Cap on the sum of every connection's queue, counted the same way (a frame shared by many
+    /// queues is charged to each). Past it, connections that are behind (their queue not
+    /// empty) get the slow-consumer policy for new messages; connections that keep up are still
+    /// served. Default 1 GiB.
+    pub max_total_send_buffer: usize,
     /// What to do with a message that would overflow `max_send_buffer`. Default `Drop`.
     pub slow_consumer: SlowConsumerPolicy,
     /// Time a closing connection gets to finish the closing handshake and TCP close before it
@@ -124,6 +131,7 @@ impl Default for Config {
             ping_interval: Some(Duration::from_secs(25)),
             idle_timeout: Some(Duration::from_secs(60)),
             max_send_buffer: 1 << 20,
+            max_total_send_buffer: 1 << 30,
             slow_consumer: SlowConsumerPolicy::Drop,
             close_timeout: Duration::from_secs(5),
             group_grace: Duration::from_secs(30),
@@ -215,6 +223,13 @@ impl Config {
                 "--max-send-buffer must be at least {MIN_SEND_BUFFER} bytes, or even the login \
                  answer may not fit"
             ));
+        }
+        if self.max_total_send_buffer < self.max_send_buffer {
+            return fail(
+                "--max-total-send-buffer must be at least --max-send-buffer (one connection's \
+                 queue)"
+                    .into(),
+            );
         }
         if self.read_buffer_size < MIN_READ_BUFFER {
             return fail(format!(

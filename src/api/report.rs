@@ -26,6 +26,7 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
         },
         "uids_online": gauges.uids_online,
         "groups": gauges.groups,
+        "queued_bytes": gauges.queued_bytes,
         "messages": {
             "in": stats.messages_in,
             "out": stats.messages_out,
@@ -84,6 +85,12 @@ pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
         "gauge",
         "Groups with at least one member.",
         &one(gauges.groups as f64),
+    );
+    metric(
+        "queued_bytes",
+        "gauge",
+        "What every send queue holds, bytes plus a per-frame overhead.",
+        &one(gauges.queued_bytes as f64),
     );
     metric(
         "uptime_seconds",

@@ -32,6 +32,7 @@ use smallvec::SmallVec;
 use self::conn::{Conn, State, BLOCKED, DIRTY, OVERFLOW, PEER_GONE, READ_PAUSED};
 use self::groups::Groups;
 use self::ids::{has_elapsed, tick, CloseInfo, ConnId, Initiator, SendStatus};
+use self::outbox::{Outbox, FRAME_OVERHEAD};
 use self::registry::Registry;
 use self::stats::{Gauges, Stats};
 use crate::config::{Config, SlowConsumerPolicy};
@@ -74,6 +75,9 @@ pub(crate) struct Hub<T> {
     overflow: usize,
     /// Connections in the `Open` state.
     open: usize,
+    /// The sum of every send queue's cost (`Outbox::cost`), held under
+    /// `Config::max_total_send_buffer`.
+    queued_total: usize,
     next_gen: u32,
     /// Connections with output to flush.
     pub(crate) dirty: Vec<usize>,
@@ -96,6 +100,7 @@ impl<T> Hub<T> {
             max_connections,
             overflow: 0,
             open: 0,
+            queued_total: 0,
             next_gen: 0,
             dirty: Vec::new(),
             closed: Vec::new(),
@@ -110,6 +115,7 @@ impl<T> Hub<T> {
             open: self.open,
             uids_online: self.registry.uid_count(),
             groups: self.groups.count(),
+            queued_bytes: self.queued_total,
             uptime: now,
             ..Gauges::default()
         };
@@ -180,6 +186,7 @@ impl<T> Hub<T> {
     /// Removes a dead connection's record and returns its transport, for deregistration.
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
         let conn = self.conns.try_remove(key)?;
+        self.queued_total -= conn.outbox.cost();
         if conn.has(OVERFLOW) {
             self.overflow -= 1;
         }
@@ -194,10 +201,31 @@ impl<T> Hub<T> {
         }
     }
 
-    /// Queues a frame the protocol requires (pong, close, HTTP answer): never dropped.
+    /// Changes `key`'s send queue with `change`, keeping the total cost in step.
+    fn change_queue(&mut self, key: usize, change: impl FnOnce(&mut Outbox)) {
+        let outbox = &mut self.conns[key].outbox;
+        let before = outbox.cost();
+        change(outbox);
+        self.queued_total = self.queued_total - before + outbox.cost();
+    }
+
+    /// Queues a frame the protocol requires (pong, close, HTTP answer): never dropped. Reading
+    /// pauses while a queue is over half its cap, so what a peer can make the server queue
+    /// this way is bounded too.
     fn queue_control(&mut self, key: usize, frame: Bytes) {
-        self.conns[key].outbox.push(frame);
+        self.change_queue(key, |outbox| outbox.push(frame));
         self.mark_dirty(key);
+    }
+
+    /// Queues the `101` answer before what `on_open` sent.
+    pub(crate) fn queue_answer(&mut self, key: usize, answer: Bytes) {
+        self.change_queue(key, |outbox| outbox.push_front(answer));
+        self.mark_dirty(key);
+    }
+
+    /// Accounts for `cost` written out of a send queue (what its `cost()` went down by).
+    pub(crate) fn release_queued(&mut self, cost: usize) {
+        self.queued_total -= cost;
     }
 
     /// A message would overflow `key`'s send queue: count it, and close the connection if
@@ -206,7 +234,7 @@ impl<T> Hub<T> {
         self.stats.dropped_messages += 1;
         if self.config.slow_consumer == SlowConsumerPolicy::Close {
             debug!("closing slow consumer {}", self.id_of(key));
-            self.conns[key].outbox.keep_only_head();
+            self.change_queue(key, Outbox::keep_only_head);
             self.close(key, CloseCode::POLICY, "slow consumer", now);
         }
     }
@@ -216,21 +244,17 @@ impl<T> Hub<T> {
         let Some(key) = self.key_of(id) else {
             return SendStatus::Dropped;
         };
-        let limit = self.config.max_send_buffer;
         let Self {
             conns,
+            config,
+            queued_total,
             dirty,
             stats,
             ..
         } = self;
-        match offer(
-            &mut conns[key],
-            key,
-            encode_message(message),
-            limit,
-            dirty,
-            stats,
-        ) {
+        let limits = &mut QueueLimits::new(config, queued_total);
+        let frame = encode_message(message);
+        match offer(&mut conns[key], key, frame, limits, dirty, stats) {
             Offered::Queued(status) => status,
             Offered::OverLimit => {
                 self.over_limit(key, now);
@@ -247,16 +271,18 @@ impl<T> Hub<T> {
         message: Message<'_>,
         now: Duration,
     ) -> usize {
-        let limit = self.config.max_send_buffer;
         let mut fanout = Fanout::default();
         let Self {
             conns,
             registry,
             groups,
+            config,
+            queued_total,
             dirty,
             stats,
             ..
         } = self;
+        let limits = &mut QueueLimits::new(config, queued_total);
         match to {
             Recipients::Uid(uid) => {
                 let ids = registry.conns(uid);
@@ -274,7 +300,7 @@ impl<T> Hub<T> {
                     let (Some(copy), key) = (copy, id.key()) else {
                         break;
                     };
-                    fanout.record(key, offer(&mut conns[key], key, copy, limit, dirty, stats));
+                    fanout.record(key, offer(&mut conns[key], key, copy, limits, dirty, stats));
                 }
             }
             Recipients::Group { group, exclude } => {
@@ -289,7 +315,7 @@ impl<T> Hub<T> {
                     }
                     for id in registry.conns(uid) {
                         let (key, copy) = (id.key(), frame.clone());
-                        fanout.record(key, offer(&mut conns[key], key, copy, limit, dirty, stats));
+                        fanout.record(key, offer(&mut conns[key], key, copy, limits, dirty, stats));
                     }
                 }
             }
@@ -298,7 +324,7 @@ impl<T> Hub<T> {
                 let frame = encode_message(message);
                 for (key, conn) in conns.iter_mut() {
                     if conn.uid.is_some() {
-                        fanout.record(key, offer(conn, key, frame.clone(), limit, dirty, stats));
+                        fanout.record(key, offer(conn, key, frame.clone(), limits, dirty, stats));
                     }
                 }
             }
@@ -388,7 +414,7 @@ impl<T> Hub<T> {
                 }
             }
         }
-        self.conns[key].outbox.clear();
+        self.change_queue(key, Outbox::clear);
         self.conns[key].enter(State::Handshake, tick(now));
         self.stats.opened -= 1;
     }
@@ -406,7 +432,7 @@ impl<T> Hub<T> {
                 now,
             );
         }
-        self.conns[key].outbox.clear();
+        self.change_queue(key, Outbox::clear);
         self.reject(key, status, reason, now);
     }
 
@@ -524,7 +550,7 @@ impl<T> Hub<T> {
     pub(crate) fn should_pause_reading(&mut self, key: usize) -> bool {
         let high_water = self.config.max_send_buffer / 2;
         let conn = &mut self.conns[key];
-        if conn.outbox.len() > high_water {
+        if conn.outbox.cost() > high_water {
             conn.set(READ_PAUSED);
         }
         conn.has(READ_PAUSED)
@@ -535,7 +561,7 @@ impl<T> Hub<T> {
     pub(crate) fn may_resume_reading(&mut self, key: usize) -> bool {
         let low_water = self.config.max_send_buffer / 4;
         let conn = &mut self.conns[key];
-        if conn.has(READ_PAUSED) && conn.outbox.len() <= low_water {
+        if conn.has(READ_PAUSED) && conn.outbox.cost() <= low_water {
             conn.clear(READ_PAUSED);
             return true;
         }
@@ -737,24 +763,46 @@ enum Offered {
     OverLimit,
 }
 
-/// Queues `frame` on an open connection unless that would overflow its send queue (an empty
-/// queue takes any message, so a message as large as the limit still goes out). Takes the
-/// fields it needs separately so that callers can iterate the connection table.
+/// The caps an offer is checked against, and the running total it adds to.
+struct QueueLimits<'a> {
+    per_conn: usize,
+    all_conns: usize,
+    total: &'a mut usize,
+}
+
+impl<'a> QueueLimits<'a> {
+    fn new(config: &Config, total: &'a mut usize) -> Self {
+        Self {
+            per_conn: config.max_send_buffer,
+            all_conns: config.max_total_send_buffer,
+            total,
+        }
+    }
+}
+
+/// Queues `frame` on an open connection unless that would take its queue past its cap, or all
+/// queues past theirs (an empty queue takes any message, so a message as large as the limit
+/// still goes out, and a connection that keeps up is served while slow ones are over). Takes the
+/// fields it needs separately so that callers can iterate the connection table. Inlined into
+/// each fan-out loop: a call per recipient would cost a fifth of the work of a delivery.
+#[inline(always)]
 fn offer<T>(
     conn: &mut Conn<T>,
     key: usize,
     frame: Bytes,
-    limit: usize,
+    limits: &mut QueueLimits,
     dirty: &mut Vec<usize>,
     stats: &mut Stats,
 ) -> Offered {
     if conn.state != State::Open {
         return Offered::Queued(SendStatus::Dropped);
     }
-    let queued = conn.outbox.len();
-    if queued > 0 && queued + frame.len() > limit {
+    let queued = conn.outbox.cost();
+    let cost = frame.len() + FRAME_OVERHEAD;
+    if queued > 0 && (queued + cost > limits.per_conn || *limits.total + cost > limits.all_conns) {
         return Offered::OverLimit;
     }
+    *limits.total += cost;
     let status = if conn.has(BLOCKED) {
         SendStatus::Queued
     } else {

@@ -5,7 +5,7 @@
 //! Invariants: a single pending frame needs no queue allocation; a queue emptied by a write is
 //! kept for the connection's next burst until `release_spare` frees it (the hub does that
 //! in its timer sweep, so an idle connection owns no heap memory); `len` is always the number
-//! of unwritten bytes.
+//! of unwritten bytes, and `cost` what the queue holds in memory as the caps count it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -14,6 +14,12 @@ use bytes::{Buf, Bytes};
 
 /// Most frames handed to one `writev` call.
 const MAX_IOVECS: usize = 64;
+
+/// What holding one frame in a queue costs beyond its bytes: its 32-byte slot in the queue, up
+/// to 32 more of the queue's growth slack, and up to 32 of the allocator's rounding of a small
+/// frame's buffer (glibc's smallest chunk is 32 bytes). Caps compare [`Outbox::cost`], so a queue
+/// of 2-byte frames is charged at what it really holds, not at 2 bytes each.
+pub const FRAME_OVERHEAD: usize = 96;
 
 #[derive(Debug, Default)]
 enum Frames {
@@ -43,6 +49,21 @@ impl Outbox {
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// What the queue holds in memory, as caps count it: the unwritten bytes plus
+    /// [`FRAME_OVERHEAD`] per frame.
+    pub fn cost(&self) -> usize {
+        self.len + self.frame_count() * FRAME_OVERHEAD
+    }
+
+    /// Frames not yet completely written.
+    pub fn frame_count(&self) -> usize {
+        match &self.frames {
+            Frames::Empty => 0,
+            Frames::One(_) => 1,
+            Frames::Many(queue) => queue.len(),
+        }
     }
 
     /// True when nothing is waiting to be written.
@@ -234,6 +255,18 @@ mod tests {
         };
         assert_eq!(queued.as_ptr(), frame.as_ptr());
         assert_eq!(a.len() + b.len(), 200);
+    }
+
+    #[test]
+    fn cost_charges_every_frame_its_overhead() {
+        let mut outbox = Outbox::default();
+        for _ in 0..3 {
+            outbox.push(Bytes::from_static(b"\x8a\x00"));
+        }
+        assert_eq!((outbox.len(), outbox.cost()), (6, 6 + 3 * FRAME_OVERHEAD));
+        let mut sink = Vec::new();
+        outbox.write_to(&mut sink).unwrap();
+        assert_eq!(outbox.cost(), 0);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Gauges {
     pub uids_online: usize,
     /// Groups with at least one member.
     pub groups: usize,
+    /// What every send queue holds, as the caps count it (bytes plus a per-frame overhead).
+    pub queued_bytes: usize,
     /// Time since the server started.
     pub uptime: Duration,
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::conn::{State, BLOCKED, READ_PAUSED};
+use super::outbox::FRAME_OVERHEAD;
 use super::*;
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
@@ -200,8 +201,10 @@ fn a_full_queue_drops_or_closes_by_policy() {
 
 #[test]
 fn reading_pauses_above_half_the_cap_and_resumes_at_a_quarter() {
+    // Four 100-byte frames fill the cap, counted at what they hold.
+    let frame_cost = 100 + FRAME_OVERHEAD;
     let mut hub = hub(Config {
-        max_send_buffer: 400,
+        max_send_buffer: 4 * frame_cost,
         ..quiet()
     });
     let id = open_conn(&mut hub, ms(0));
@@ -212,12 +215,12 @@ fn reading_pauses_above_half_the_cap_and_resumes_at_a_quarter() {
     }
     assert!(
         !hub.should_pause_reading(key),
-        "200 bytes is not over half of 400"
+        "two frames are not over half the cap"
     );
     hub.send(id, Message::Text(&payload), ms(0));
     assert!(hub.should_pause_reading(key));
     assert!(hub.conns[key].has(READ_PAUSED));
-    // Draining to 200 and then 100 bytes: still paused above a quarter, resumed at it.
+    // Draining to two frames and then one: still paused above a quarter, resumed at it.
     let mut sink = Limited(100);
     hub.conns[key].outbox.write_to(&mut sink).unwrap();
     assert!(!hub.may_resume_reading(key));
@@ -225,6 +228,52 @@ fn reading_pauses_above_half_the_cap_and_resumes_at_a_quarter() {
     hub.conns[key].outbox.write_to(&mut sink).unwrap();
     assert!(hub.may_resume_reading(key));
     assert!(!hub.should_pause_reading(key));
+}
+
+#[test]
+fn tiny_frames_are_capped_at_what_they_hold_not_at_their_bytes() {
+    let mut hub = hub(Config {
+        max_send_buffer: 64 << 10,
+        ..quiet()
+    });
+    let id = open_conn(&mut hub, ms(0));
+    hub.bind_uid(id, "v", ms(0));
+    let mut queued = 0;
+    while hub.deliver(Recipients::Uid("v"), Message::Text(""), ms(0)) == 1 {
+        queued += 1;
+    }
+    // 2-byte frames: without the overhead 32,768 would fit; at what they cost, 668.
+    assert_eq!(queued, (64 << 10) / (2 + FRAME_OVERHEAD));
+    assert!(hub.conns[id.key()].outbox.cost() <= (64 << 10) + 2 + FRAME_OVERHEAD);
+}
+
+#[test]
+fn over_the_total_cap_only_connections_that_are_behind_lose_messages() {
+    let frame_cost = 3 + FRAME_OVERHEAD; // "x" as a text frame
+    let mut hub = hub(Config {
+        max_send_buffer: 100 * frame_cost,
+        max_total_send_buffer: 10 * frame_cost,
+        ..quiet()
+    });
+    let slow = open_conn(&mut hub, ms(0));
+    let quick = open_conn(&mut hub, ms(0));
+    hub.bind_uid(slow, "slow", ms(0));
+    hub.bind_uid(quick, "quick", ms(0));
+    for _ in 0..20 {
+        hub.deliver(Recipients::Uid("slow"), Message::Text("x"), ms(0));
+    }
+    assert_eq!(
+        hub.conns[slow.key()].outbox.frame_count(),
+        10,
+        "held at the total cap"
+    );
+    assert_eq!(hub.stats.dropped_messages, 10);
+    // The connection that keeps up (its queue empty) is still served.
+    assert_eq!(hub.send(quick, Message::Text("x"), ms(0)), SendStatus::Sent);
+    assert_eq!(Actions::gauges(&hub, ms(0)).queued_bytes, 11 * frame_cost);
+    take_output(&mut hub, quick);
+    hub.release_queued(frame_cost);
+    assert_eq!(Actions::gauges(&hub, ms(0)).queued_bytes, 10 * frame_cost);
 }
 
 /// A writer that takes `.0` more bytes, then would block.

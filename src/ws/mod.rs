@@ -209,7 +209,11 @@ impl WebSocket {
             if conn.state == State::Dead || conn.has(BLOCKED) {
                 continue;
             }
-            match conn.outbox.write_to(&mut conn.transport) {
+            let cost_before = conn.outbox.cost();
+            let result = conn.outbox.write_to(&mut conn.transport);
+            let written_cost = cost_before - conn.outbox.cost();
+            hub.release_queued(written_cost);
+            match result {
                 Ok((written, flushed, calls)) => {
                     hub.stats.socket_writes += calls;
                     hub.stats.bytes_out += written as u64;
@@ -395,8 +399,7 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
     };
     match answer {
         Ok(answer) => {
-            cx.hub.conns[key].outbox.push_front(answer.into());
-            cx.hub.mark_dirty(key);
+            cx.hub.queue_answer(key, answer.into());
         }
         Err(mistake) => {
             // `on_open` returned Ok, so the handler hears of this connection's end (1011).

@@ -315,15 +315,16 @@ fn protocol_error_closes_with_its_code() {
 
 #[test]
 fn a_client_that_does_not_read_is_not_read_until_its_queue_drains() {
+    // Ten 100-byte echoes (102-byte frames) fill the cap, counted at what they hold.
     let config = Config {
-        max_send_buffer: 1000,
+        max_send_buffer: 10 * (102 + crate::hub::outbox::FRAME_OVERHEAD),
         ..quiet()
     };
     let mut harness = Harness::new(config, Echo);
     let (key, fake, _) = harness.open("");
     fake.0.borrow_mut().room = 0;
     let payload = [b'x'; 100];
-    // Six 100-byte echoes (612 bytes queued) put the queue over half the cap.
+    // Six echoes put the queue over half the cap.
     let mut burst = Vec::new();
     for _ in 0..10 {
         burst.extend(frame(2, &payload));
