@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::hub::{Actions, Recipients};
+use crate::hub::{Actions, Delivery, Recipients};
 use crate::protocol::{CloseCode, Message};
 use crate::{Config, ConnId, Gauges, SendStatus, Stats};
 
@@ -42,6 +42,12 @@ impl<'a> Context<'a> {
     /// Sends to every connection bound to `uid`, encoding the frame once; returns how many
     /// connections it was queued to.
     pub fn send_to_uid<'m>(&mut self, uid: &str, message: impl Into<Message<'m>>) -> usize {
+        self.deliver_to_uid(uid, message).queued
+    }
+
+    /// As [`Context::send_to_uid`], also telling how many of the uid's connections dropped the
+    /// message (queue full or closing): "offline" only when it has no connection at all.
+    pub fn deliver_to_uid<'m>(&mut self, uid: &str, message: impl Into<Message<'m>>) -> Delivery {
         self.hub
             .deliver(Recipients::Uid(uid), message.into(), self.now)
     }
@@ -49,6 +55,11 @@ impl<'a> Context<'a> {
     /// Sends to every bound connection, encoding the frame once; returns how many connections
     /// it was queued to.
     pub fn broadcast<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {
+        self.deliver_to_all(message).queued
+    }
+
+    /// As [`Context::broadcast`], also telling how many connections dropped the message.
+    pub fn deliver_to_all<'m>(&mut self, message: impl Into<Message<'m>>) -> Delivery {
         self.hub.deliver(Recipients::All, message.into(), self.now)
     }
 
@@ -79,6 +90,16 @@ impl<'a> Context<'a> {
         message: impl Into<Message<'m>>,
         exclude: &[&str],
     ) -> usize {
+        self.deliver_to_group(group, message, exclude).queued
+    }
+
+    /// As [`Context::send_to_group`], also telling how many connections dropped the message.
+    pub fn deliver_to_group<'m>(
+        &mut self,
+        group: &str,
+        message: impl Into<Message<'m>>,
+        exclude: &[&str],
+    ) -> Delivery {
         let to = Recipients::Group { group, exclude };
         self.hub.deliver(to, message.into(), self.now)
     }

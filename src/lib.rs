@@ -42,6 +42,7 @@ pub use hub::ids::{CloseInfo, ConnId, Initiator, SendStatus};
 pub use hub::outbox::{self, Flushed, Outbox};
 pub use hub::registry;
 pub use hub::stats::{Gauges, Stats};
+pub use hub::Delivery;
 pub use protocol::{CloseCode, Message};
 pub use push::{PushProtocol, DEFAULT_AUTH_MAX_TTL};
 pub use reactor::{BindError, Server, ServerHandle};

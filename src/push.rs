@@ -138,7 +138,15 @@ fn route(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>, signed_login
     };
     if recipient == BROADCAST_RECIPIENT {
         ctx.broadcast(payload);
-    } else if ctx.send_to_uid(recipient, payload) == 0 {
-        ctx.send(conn, format!("error: uid {recipient} is offline").as_str());
+    } else {
+        let delivery = ctx.deliver_to_uid(recipient, payload);
+        if delivery.queued == 0 {
+            let why = if delivery.dropped == 0 {
+                "is offline"
+            } else {
+                "is not keeping up: message dropped"
+            };
+            ctx.send(conn, format!("error: uid {recipient} {why}").as_str());
+        }
     }
 }

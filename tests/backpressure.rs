@@ -67,6 +67,12 @@ fn slow_consumer_close_policy_closes_only_the_slow_client_with_1008() {
     // The slow client finds whole messages, then the close frame, then the end of the stream.
     let (code, reason) = slow.expect_close();
     assert_eq!((code, reason.as_str()), (Some(1008), "slow consumer"));
+    // The message that found the queue full is reported as dropped; once the slow client is
+    // closed, it is offline.
+    assert_eq!(
+        sender.expect_text(),
+        "error: uid slow is not keeping up: message dropped"
+    );
     sender.send_text("slow:gone?");
     assert_eq!(sender.expect_text(), "error: uid slow is offline");
 }

@@ -13,7 +13,7 @@ use super::http::HttpRequest;
 use super::report;
 use crate::protocol::{CloseCode, Message};
 use crate::uid::validate_uid;
-use crate::Context;
+use crate::{Context, Delivery};
 
 /// An answer, before HTTP encoding.
 #[derive(Debug)]
@@ -108,8 +108,9 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api_key: Option<&str>, request: &Htt
     }
     let result = match endpoint {
         Endpoint::Send(uid) => send(ctx, uid, request),
-        Endpoint::Broadcast => body_message(request)
-            .map(|message| Reply::ok(json!({ "connections": ctx.broadcast(message) }))),
+        Endpoint::Broadcast => {
+            body_message(request).map(|message| Reply::ok(delivered(ctx.deliver_to_all(message))))
+        }
         Endpoint::GroupSend(group) => group_send(ctx, group, request),
         Endpoint::Member(group, uid) => member(ctx, group, uid, method == "PUT"),
         Endpoint::Group(group) if method == "GET" => group_info(ctx, group),
@@ -192,9 +193,7 @@ fn body_message(request: &HttpRequest) -> Result<Message<'_>, Reply> {
 fn send(ctx: &mut Context<'_>, uid: &str, request: &HttpRequest) -> Result<Reply, Reply> {
     check_uid(uid)?;
     let message = body_message(request)?;
-    Ok(Reply::ok(
-        json!({ "connections": ctx.send_to_uid(uid, message) }),
-    ))
+    Ok(Reply::ok(delivered(ctx.deliver_to_uid(uid, message))))
 }
 
 fn group_send(ctx: &mut Context<'_>, group: &str, request: &HttpRequest) -> Result<Reply, Reply> {
@@ -211,8 +210,9 @@ fn group_send(ctx: &mut Context<'_>, group: &str, request: &HttpRequest) -> Resu
         .collect();
     let excluded: Vec<&str> = excluded.iter().map(String::as_str).collect();
     let message = body_message(request)?;
-    let connections = ctx.send_to_group(group, message, &excluded);
-    Ok(Reply::ok(json!({ "connections": connections })))
+    Ok(Reply::ok(delivered(
+        ctx.deliver_to_group(group, message, &excluded),
+    )))
 }
 
 fn member(ctx: &mut Context<'_>, group: &str, uid: &str, add: bool) -> Result<Reply, Reply> {
@@ -307,14 +307,14 @@ fn batch(ctx: &mut Context<'_>, request: &HttpRequest) -> Result<Reply, Reply> {
     let results: Vec<Value> = items
         .iter()
         .map(|item| match batch_item(ctx, item) {
-            Ok(connections) => json!({ "connections": connections }),
+            Ok(delivery) => delivered(delivery),
             Err(message) => json!({ "error": message }),
         })
         .collect();
     Ok(Reply::ok(json!({ "results": results })))
 }
 
-fn batch_item(ctx: &mut Context<'_>, item: &BatchItem) -> Result<usize, String> {
+fn batch_item(ctx: &mut Context<'_>, item: &BatchItem) -> Result<Delivery, String> {
     let decoded;
     let message = if item.binary {
         decoded = BASE64
@@ -327,15 +327,25 @@ fn batch_item(ctx: &mut Context<'_>, item: &BatchItem) -> Result<usize, String> 
     match (&item.uid, &item.group, item.all) {
         (Some(uid), None, false) => {
             validate_uid(uid).map_err(|reason| format!("invalid uid: {reason}"))?;
-            Ok(ctx.send_to_uid(uid, message))
+            Ok(ctx.deliver_to_uid(uid, message))
         }
         (None, Some(group), false) => {
             validate_uid(group).map_err(|_| format!("invalid group: {group:?}"))?;
             let excluded: Vec<&str> = item.exclude.iter().map(String::as_str).collect();
-            Ok(ctx.send_to_group(group, message, &excluded))
+            Ok(ctx.deliver_to_group(group, message, &excluded))
         }
-        (None, None, true) => Ok(ctx.broadcast(message)),
+        (None, None, true) => Ok(ctx.deliver_to_all(message)),
         _ => Err("each item needs exactly one of \"uid\", \"group\" or \"all\": true".to_owned()),
+    }
+}
+
+/// A delivery report: connections queued to, and (only when some did) how many dropped it
+/// because their queue was full or they were closing.
+fn delivered(delivery: Delivery) -> Value {
+    if delivery.dropped == 0 {
+        json!({ "connections": delivery.queued })
+    } else {
+        json!({ "connections": delivery.queued, "dropped": delivery.dropped })
     }
 }
 
@@ -408,6 +418,23 @@ mod tests {
             answer(&mut hub, None, &all),
             (200, json!({ "connections": 3 }))
         );
+    }
+
+    #[test]
+    fn a_full_queue_is_reported_as_dropped_not_as_offline() {
+        let (mut hub, _) = hub_with(&["slow"]);
+        hub.config.max_send_buffer = 1;
+        let send = request("POST", "/send/slow", &[], "first");
+        assert_eq!(
+            answer(&mut hub, None, &send),
+            (200, json!({ "connections": 1 }))
+        );
+        assert_eq!(
+            answer(&mut hub, None, &send),
+            (200, json!({ "connections": 0, "dropped": 1 }))
+        );
+        let uid = request("GET", "/uids/slow", &[], "");
+        assert_eq!(answer(&mut hub, None, &uid).1["online"], true);
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub(crate) enum Recipients<'a> {
     All,
 }
 
+/// What a delivery did: connections it was queued to, and connections it was meant for that did
+/// not get it (queue full, or closing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Connections the message was queued to.
+    pub queued: usize,
+    /// Connections it was for that dropped it: their queue was full (the slow-consumer
+    /// policy applied), or they were closing.
+    pub dropped: usize,
+}
+
 /// The connections of one reactor and everything known about them.
 pub(crate) struct Hub<T> {
     pub(crate) conns: Slab<Conn<T>>,
@@ -264,13 +275,14 @@ impl<T> Hub<T> {
     }
 
     /// Sends to many connections, encoding the frame once (and only if someone receives it);
-    /// returns how many connections it was queued to. The one fan-out path.
+    /// says how many connections it was queued to and how many dropped it. The one fan-out
+    /// path.
     pub(crate) fn deliver(
         &mut self,
         to: Recipients<'_>,
         message: Message<'_>,
         now: Duration,
-    ) -> usize {
+    ) -> Delivery {
         let mut fanout = Fanout::default();
         let Self {
             conns,
@@ -287,7 +299,7 @@ impl<T> Hub<T> {
             Recipients::Uid(uid) => {
                 let ids = registry.conns(uid);
                 if ids.is_empty() {
-                    return 0;
+                    return Delivery::default();
                 }
                 let mut frame = Some(encode_message(message));
                 for (i, id) in ids.iter().enumerate() {
@@ -306,7 +318,7 @@ impl<T> Hub<T> {
             Recipients::Group { group, exclude } => {
                 let mut members = groups.members(group).peekable();
                 if members.peek().is_none() {
-                    return 0;
+                    return Delivery::default();
                 }
                 let frame = encode_message(message);
                 for uid in members {
@@ -329,10 +341,14 @@ impl<T> Hub<T> {
                 }
             }
         }
+        let dropped = fanout.dropped + fanout.over_limit.len();
         for key in fanout.over_limit {
             self.over_limit(key, now);
         }
-        fanout.queued
+        Delivery {
+            queued: fanout.queued,
+            dropped,
+        }
     }
 
     /// Adds `uid` (online or not) to `group`; false if it was already a member.
@@ -662,7 +678,7 @@ impl<T> Hub<T> {
 /// `&mut dyn Actions`, so the handler API does not depend on how bytes travel.
 pub(crate) trait Actions {
     fn send(&mut self, id: ConnId, message: Message<'_>, now: Duration) -> SendStatus;
-    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> usize;
+    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> Delivery;
     fn bind_uid(&mut self, id: ConnId, uid: &str, now: Duration) -> bool;
     fn unbind_uid(&mut self, id: ConnId, now: Duration) -> bool;
     fn join_group(&mut self, uid: &str, group: &str, now: Duration) -> bool;
@@ -684,7 +700,7 @@ impl<T> Actions for Hub<T> {
     fn send(&mut self, id: ConnId, message: Message<'_>, now: Duration) -> SendStatus {
         Hub::send(self, id, message, now)
     }
-    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> usize {
+    fn deliver(&mut self, to: Recipients<'_>, message: Message<'_>, now: Duration) -> Delivery {
         Hub::deliver(self, to, message, now)
     }
     fn bind_uid(&mut self, id: ConnId, uid: &str, now: Duration) -> bool {
@@ -742,6 +758,8 @@ impl<T> Actions for Hub<T> {
 #[derive(Default)]
 struct Fanout {
     queued: usize,
+    /// Recipients that were closing.
+    dropped: usize,
     over_limit: SmallVec<[usize; 4]>,
 }
 
@@ -749,7 +767,7 @@ impl Fanout {
     #[inline]
     fn record(&mut self, key: usize, offered: Offered) {
         match offered {
-            Offered::Queued(SendStatus::Dropped) => {}
+            Offered::Queued(SendStatus::Dropped) => self.dropped += 1,
             Offered::Queued(_) => self.queued += 1,
             Offered::OverLimit => self.over_limit.push(key),
         }

@@ -158,15 +158,18 @@ fn fan_out_counts_connections_per_uid_group_and_everyone() {
     hub.join_group("alice", "room", ms(0));
     hub.join_group("bob", "room", ms(0));
     let text = Message::Text("hi");
-    assert_eq!(hub.deliver(Recipients::Uid("alice"), text, ms(0)), 2);
-    assert_eq!(hub.deliver(Recipients::Uid("nobody"), text, ms(0)), 0);
+    assert_eq!(hub.deliver(Recipients::Uid("alice"), text, ms(0)).queued, 2);
+    assert_eq!(
+        hub.deliver(Recipients::Uid("nobody"), text, ms(0)).queued,
+        0
+    );
     let group = |exclude| Recipients::Group {
         group: "room",
         exclude,
     };
-    assert_eq!(hub.deliver(group(&[]), text, ms(0)), 3);
-    assert_eq!(hub.deliver(group(&["alice"]), text, ms(0)), 1);
-    assert_eq!(hub.deliver(Recipients::All, text, ms(0)), 3);
+    assert_eq!(hub.deliver(group(&[]), text, ms(0)).queued, 3);
+    assert_eq!(hub.deliver(group(&["alice"]), text, ms(0)).queued, 1);
+    assert_eq!(hub.deliver(Recipients::All, text, ms(0)).queued, 3);
     assert_eq!(hub.stats.messages_out, 9);
     assert_eq!(take_output(&mut hub, bob), b"\x81\x02hi".repeat(3));
 }
@@ -182,13 +185,22 @@ fn a_full_queue_drops_or_closes_by_policy() {
         let id = open_conn(&mut hub, ms(0));
         hub.bind_uid(id, "v", ms(0));
         // An empty queue takes any message, even one larger than the cap.
+        let big = hub.deliver(Recipients::Uid("v"), Message::Text("0123456789ab"), ms(0));
         assert_eq!(
-            hub.deliver(Recipients::Uid("v"), Message::Text("0123456789ab"), ms(0)),
-            1
+            big,
+            Delivery {
+                queued: 1,
+                dropped: 0
+            }
         );
+        // Dropped, and reported as dropped, not as "nobody there".
+        let small = hub.deliver(Recipients::Uid("v"), Message::Text("x"), ms(0));
         assert_eq!(
-            hub.deliver(Recipients::Uid("v"), Message::Text("x"), ms(0)),
-            0
+            small,
+            Delivery {
+                queued: 0,
+                dropped: 1
+            }
         );
         assert_eq!(hub.stats.dropped_messages, 1);
         let expected = match policy {
@@ -239,7 +251,11 @@ fn tiny_frames_are_capped_at_what_they_hold_not_at_their_bytes() {
     let id = open_conn(&mut hub, ms(0));
     hub.bind_uid(id, "v", ms(0));
     let mut queued = 0;
-    while hub.deliver(Recipients::Uid("v"), Message::Text(""), ms(0)) == 1 {
+    while hub
+        .deliver(Recipients::Uid("v"), Message::Text(""), ms(0))
+        .queued
+        == 1
+    {
         queued += 1;
     }
     // 2-byte frames: without the overhead 32,768 would fit; at what they cost, 668.
@@ -448,7 +464,8 @@ fn uid_added_while_offline_gets_the_grace_period_to_connect() {
             },
             Message::Text("x"),
             ms(301)
-        ),
+        )
+        .queued,
         1
     );
 }

@@ -423,3 +423,30 @@ fn a_slow_reader_that_keeps_taking_bytes_is_not_idle() {
         "4 s of progress, never idle"
     );
 }
+
+#[test]
+fn a_sender_is_told_a_recipient_is_not_keeping_up_rather_than_offline() {
+    let config = Config {
+        max_send_buffer: 200,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    let (slow, slow_fake, _) = harness.open("");
+    harness.send(slow, &slow_fake, &frame(1, b"slow"));
+    slow_fake.0.borrow_mut().room = 0;
+    let (sender, sender_fake, _) = harness.open("");
+    harness.send(sender, &sender_fake, &frame(1, b"sender"));
+    sender_fake.take_written();
+    harness.send(sender, &sender_fake, &frame(1, b"slow:first"));
+    assert_eq!(sender_fake.take_written(), b"", "queued for slow: no reply");
+    harness.send(sender, &sender_fake, &frame(1, b"slow:second"));
+    assert_eq!(
+        sender_fake.take_written(),
+        text("error: uid slow is not keeping up: message dropped")
+    );
+    harness.send(sender, &sender_fake, &frame(1, b"nobody:x"));
+    assert_eq!(
+        sender_fake.take_written(),
+        text("error: uid nobody is offline")
+    );
+}
