@@ -41,6 +41,12 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// What clients may send to others (push mode): `all` (uid:message and all:message),
+    /// `uids` (no all:), or `none` (clients only receive; backends use the push API)
+    /// [default: all, or none with --auth-secret].
+    #[arg(long, env = "WSPUSH_CLIENT_ROUTING", value_enum)]
+    pub client_routing: Option<Routing>,
+
     /// With --auth-secret: refuse login URLs that expire further ahead than this (a URL is a
     /// bearer credential, and one minted with milliseconds would last ~50,000 years).
     #[arg(long, env = "WSPUSH_AUTH_MAX_TTL", default_value = "1h", value_parser = parse_duration)]
@@ -139,6 +145,28 @@ pub enum Mode {
     Push,
     /// Echo every message back unchanged (for conformance suites and load tools).
     Echo,
+}
+
+/// What clients may send to others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Routing {
+    /// To any uid, and to all.
+    All,
+    /// To any uid, not to all.
+    Uids,
+    /// Nothing: clients only receive.
+    None,
+}
+
+impl Routing {
+    /// The library's policy.
+    pub fn policy(self) -> wspush::ClientRouting {
+        match self {
+            Self::All => wspush::ClientRouting::All,
+            Self::Uids => wspush::ClientRouting::Uids,
+            Self::None => wspush::ClientRouting::None,
+        }
+    }
 }
 
 /// What happens to a message for a connection whose send queue is full.

@@ -24,11 +24,18 @@ fn main() -> ExitCode {
         (Mode::Echo, Some(_)) => Err("--auth-secret has no effect in echo mode, which has no \
              logins; use --mode push or drop the secret"
             .to_owned()),
+        (Mode::Echo, None) if cli.client_routing.is_some() => Err("--client-routing is for \
+             the push protocol; echo mode sends nothing to others"
+            .to_owned()),
         (Mode::Push, secret) => {
-            let handler = secret.map_or_else(PushProtocol::new, |secret| {
+            let mut handler = secret.map_or_else(PushProtocol::new, |secret| {
                 PushProtocol::with_auth_secret(secret.as_bytes())
                     .with_auth_max_ttl(cli.auth_max_ttl)
             });
+            if let Some(routing) = cli.client_routing {
+                handler = handler.with_routing(routing.policy());
+            }
+            let routing = handler.routing().describe();
             let logins = match secret {
                 Some(_) => format!(
                     "signed logins (URLs valid at most {} ahead)",
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
                 ),
                 None => "uids taken on trust (no --auth-secret)".to_owned(),
             };
-            serve(config, handler, &format!("push, {logins}"))
+            serve(config, handler, &format!("push, {logins}, {routing}"))
         }
         (Mode::Echo, None) => serve(config, Echo, "echo"),
     };

@@ -10,17 +10,43 @@
 //! With an auth secret, the uid is not taken on trust: the client proves it with a signed URL
 //! (see [`crate::auth`]), the uid is bound during the handshake, and the login line is sent at
 //! once; the client cannot log in again by message.
+//!
+//! [`ClientRouting`] decides what clients may send to others: everything (the default without
+//! signed logins), uids only, or nothing (the default with signed logins).
 
 use crate::auth::{unix_now, verify_login};
 use crate::protocol::Message;
 use crate::uid::{validate_uid, BROADCAST_RECIPIENT};
 use crate::{Accept, ConnId, Context, Handler, Rejection, Request};
 
+/// What clients of the reference protocol may send to others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRouting {
+    /// `uid:message` and `all:message` (the reference protocol as published).
+    All,
+    /// `uid:message` only: broadcasting is for the backend (the push API).
+    Uids,
+    /// Nothing: clients only receive; backends push through the API.
+    None,
+}
+
+impl ClientRouting {
+    /// The policy in words, for logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::All => "clients may send to any uid and to all",
+            Self::Uids => "clients may send to any uid, not to all",
+            Self::None => "clients only receive; only the push API sends",
+        }
+    }
+}
+
 /// The reference protocol handler.
 #[derive(Debug, Clone)]
 pub struct PushProtocol {
     auth_secret: Option<Vec<u8>>,
     auth_max_ttl: u64,
+    routing: ClientRouting,
 }
 
 /// The longest a signed login URL may be valid ahead, by default: one hour.
@@ -31,6 +57,7 @@ impl Default for PushProtocol {
         Self {
             auth_secret: None,
             auth_max_ttl: DEFAULT_AUTH_MAX_TTL.as_secs(),
+            routing: ClientRouting::All,
         }
     }
 }
@@ -44,6 +71,8 @@ impl PushProtocol {
     /// The reference protocol with signed logins: every connection must carry a valid
     /// `?uid=…&expires=…&sig=…` proof made with `secret`, or it is refused with 403. Proofs
     /// valid for more than [`DEFAULT_AUTH_MAX_TTL`] ahead are refused (see `with_auth_max_ttl`).
+    /// Clients only receive ([`ClientRouting::None`]) unless `with_routing` says otherwise: a
+    /// signed identity that may message anyone is no protection.
     ///
     /// # Panics
     /// If `secret` is empty: anyone could then sign any uid.
@@ -55,8 +84,20 @@ impl PushProtocol {
         );
         Self {
             auth_secret: Some(secret),
+            routing: ClientRouting::None,
             ..Self::default()
         }
+    }
+
+    /// Sets what clients may send to others.
+    pub fn with_routing(mut self, routing: ClientRouting) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// What clients may send to others.
+    pub fn routing(&self) -> ClientRouting {
+        self.routing
     }
 
     /// Refuses signed logins that expire more than `max_ttl` ahead.
@@ -88,7 +129,7 @@ impl Handler for PushProtocol {
         if ctx.uid_of(conn).is_none() {
             login(ctx, conn, message);
         } else {
-            route(ctx, conn, message, self.auth_secret.is_some());
+            route(ctx, conn, message, self.auth_secret.is_some(), self.routing);
         }
     }
 }
@@ -109,7 +150,20 @@ fn login(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
     }
 }
 
-fn route(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>, signed_login: bool) {
+fn route(
+    ctx: &mut Context<'_>,
+    conn: ConnId,
+    message: Message<'_>,
+    signed_login: bool,
+    routing: ClientRouting,
+) {
+    if routing == ClientRouting::None {
+        ctx.send(
+            conn,
+            "error: clients of this server only receive; messages come from the server",
+        );
+        return;
+    }
     let bytes = message.as_bytes();
     let Some(colon) = bytes.iter().position(|&b| b == b':') else {
         if signed_login {
@@ -137,6 +191,10 @@ fn route(ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>, signed_login
         Message::Binary(bytes) => Message::Binary(&bytes[colon + 1..]),
     };
     if recipient == BROADCAST_RECIPIENT {
+        if routing == ClientRouting::Uids {
+            ctx.send(conn, "error: clients of this server may not send to all");
+            return;
+        }
         ctx.broadcast(payload);
     } else {
         let delivery = ctx.deliver_to_uid(recipient, payload);

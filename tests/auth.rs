@@ -7,7 +7,7 @@ use common::*;
 use std::net::SocketAddr;
 
 use wspush::auth::{sign_login, unix_now};
-use wspush::{Config, PushProtocol};
+use wspush::{ClientRouting, Config, PushProtocol};
 
 // ---------------------------------------------------------------------------------------------
 // Private helpers
@@ -15,8 +15,12 @@ use wspush::{Config, PushProtocol};
 
 const SECRET: &str = "s3cret";
 
+/// Signed logins with clients allowed to route (the default with signed logins is
+/// receive-only; see `signed_clients_only_receive_by_default`).
 fn signed_server() -> TestServer {
-    TestServer::start(quiet_config(), || PushProtocol::with_auth_secret(SECRET))
+    TestServer::start(quiet_config(), || {
+        PushProtocol::with_auth_secret(SECRET).with_routing(ClientRouting::All)
+    })
 }
 
 /// A login URL for `uid` valid for another minute; `uid` must need no percent-encoding.
@@ -367,7 +371,27 @@ fn assert_requires_signed_logins(addr: SocketAddr) {
         expect_refusal(addr, "/?uid=alice", ""),
         (403, "missing expires in the query string\n".to_owned())
     );
+    // Signed clients only receive by default; the refusal is the next (and only) frame.
     let mut alice = signed_login(addr, "alice");
+    alice.send_text("alice:hello");
+    assert_eq!(
+        alice.expect_text(),
+        "error: clients of this server only receive; messages come from the server"
+    );
+}
+
+#[test]
+fn signed_clients_only_receive_by_default_and_uids_routing_forbids_all() {
+    let server = TestServer::start(quiet_config(), || PushProtocol::with_auth_secret(SECRET));
+    assert_requires_signed_logins(server.addr);
+
+    let server = BinaryServer::start(&["--auth-secret", SECRET, "--client-routing", "uids"]);
+    let mut alice = signed_login(server.addr, "alice");
+    alice.send_text("all:everyone");
+    assert_eq!(
+        alice.expect_text(),
+        "error: clients of this server may not send to all"
+    );
     assert_no_more(&mut alice, "alice");
 }
 
