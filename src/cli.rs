@@ -133,6 +133,16 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_API_MAX_CONNECTIONS", default_value_t = 1024)]
     pub api_max_connections: usize,
 
+    /// Browser origins allowed to call the push API, comma-separated (requests from other web
+    /// pages: HTTP 403) [default: none].
+    #[arg(long, env = "WSPUSH_API_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub api_allowed_origins: Vec<String>,
+
+    /// Host names a keyless push API answers besides loopback names and its own address,
+    /// comma-separated (others: HTTP 403, against DNS rebinding) [default: none].
+    #[arg(long, env = "WSPUSH_API_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub api_allowed_hosts: Vec<String>,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -213,6 +223,8 @@ impl Cli {
                 max_header_size: self.api_max_header_size,
                 timeout: self.api_timeout,
                 max_connections: self.api_max_connections,
+                allowed_origins: self.api_allowed_origins.clone(),
+                allowed_hosts: self.api_allowed_hosts.clone(),
             }),
         }
     }

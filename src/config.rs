@@ -96,6 +96,15 @@ pub struct ApiConfig {
     /// Most API connections at once; beyond it new ones wait in the kernel's backlog.
     /// Default 1024.
     pub max_connections: usize,
+    /// Browser origins allowed to call the API. A request that carries an `Origin` header (or
+    /// `Sec-Fetch-Site: cross-site`/`same-site`), which only browsers send, gets 403 unless its
+    /// origin is listed: a web page must not be able to push to users through a loopback API.
+    /// Default empty: no browser may.
+    pub allowed_origins: Vec<String>,
+    /// Host names a keyless API answers besides loopback names and addresses (`localhost`,
+    /// `127.0.0.1`, `[::1]`) and its own address; a request naming another `Host` gets 403,
+    /// which stops DNS rebinding. Not checked when `key` is set. Default empty.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -107,6 +116,8 @@ impl Default for ApiConfig {
             max_header_size: 8 << 10,
             timeout: Duration::from_secs(30),
             max_connections: 1024,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -271,8 +282,22 @@ impl Config {
             .iter()
             .map(|origin| normalize_origin(origin))
             .collect::<Result<_, _>>()?;
-        if let Some(api) = &self.api {
+        if let Some(api) = &mut self.api {
             api.check()?;
+            api.allowed_origins = api
+                .allowed_origins
+                .iter()
+                .map(|origin| {
+                    normalize_origin(origin).map_err(|e| {
+                        ConfigError(e.0.replace("--allowed-origins", "--api-allowed-origins"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            api.allowed_hosts = api
+                .allowed_hosts
+                .iter()
+                .map(|host| host.trim().to_ascii_lowercase())
+                .collect();
         }
         Ok(self)
     }

@@ -113,7 +113,7 @@ fn connection_close_request_gets_connection_close_then_eof() {
     let mut api = Http::connect(api_addr(&server));
     assert_eq!(api.request(get("/health")).status(), 200);
 
-    let last = api.request("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let last = api.request("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(
         last.head,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\
@@ -297,7 +297,7 @@ fn head_request_is_answered_without_a_body() {
     let mut api = Http::connect(api_addr(&server));
     api.send(
         [
-            "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+            "HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
             get("/health"),
         ]
         .concat(),
@@ -323,7 +323,7 @@ fn chunked_broadcast_body_reaches_every_bound_connection() {
     let mut bob = RawClient::login(server.addr, "bob");
     let mut api = Http::connect(api_addr(&server));
     api.send(
-        "POST /broadcast HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+        "POST /broadcast HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     );
     api.send("6;name=value\r\n world\r\n0\r\nX-Trailer: ignored\r\n\r\n");
@@ -342,7 +342,7 @@ fn expect_100_continue_gets_continue_before_the_body_and_then_the_response() {
     let mut alice = RawClient::login(server.addr, "alice");
     let mut api = Http::connect(api_addr(&server));
     api.send(
-        "POST /send/alice HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\
+        "POST /send/alice HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n\
          Content-Length: 7\r\n\r\n",
     );
     let interim = api.read_response();
@@ -449,7 +449,7 @@ fn wrong_method_gets_405_with_an_allow_header() {
 fn declared_body_over_max_body_gets_413_before_the_body_is_sent() {
     let server = default_api_server();
     let mut api = Http::connect(api_addr(&server));
-    api.send("POST /send/alice HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n");
+    api.send("POST /send/alice HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048577\r\n\r\n");
     let response = api.read_response();
     let body = r#"{"error":"request body too large"}"#;
     assert_eq!(
@@ -1124,4 +1124,23 @@ fn ureq_client_uses_every_kind_of_endpoint() {
             metrics.2
         );
     }
+}
+
+#[test]
+fn binary_refuses_web_pages_and_rebound_hosts_on_its_keyless_api() {
+    let server = BinaryServer::start(&[]);
+    let mut bob = RawClient::login(server.addr, "bob");
+    let mut api = Http::connect(server.api.unwrap());
+    // A page on another site: `fetch(url, {mode: 'no-cors', method: 'POST', body})`.
+    let page = "POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n\
+                Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nowned";
+    let refused = api.request(page);
+    assert_eq!(refused.status(), 403, "{}", refused.text());
+    // DNS rebinding: the attacker's name resolved to 127.0.0.1.
+    let rebound = api.request("GET /stats HTTP/1.1\r\nHost: evil.example:5678\r\n\r\n");
+    assert_eq!(rebound.status(), 403, "{}", rebound.text());
+    // The same requests from a backend go through, and bob got nothing from the page.
+    let backend = api.request(post("/send/bob", "from the backend"));
+    assert_eq!(backend.status(), 200);
+    assert_eq!(bob.expect_text(), "from the backend");
 }

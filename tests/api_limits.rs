@@ -32,7 +32,7 @@ fn answers_every_request_of_a_client_that_pipelines_past_the_high_water_mark() {
     // About 55 KB of requests arrive in one read; their answers (each metrics page is a few
     // KB) run far past the 1 MiB mark at which answering pauses until output drains.
     const COUNT: usize = 1500;
-    let requests = b"GET /metrics HTTP/1.1\r\nHost: api\r\n\r\n".repeat(COUNT);
+    let requests = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(COUNT);
     api.send(&requests);
     read_responses(&mut api, COUNT);
 }

@@ -73,7 +73,7 @@ fn server_may_close_with_service_restart_but_refuses_it_from_a_client() {
     let mut alice = RawClient::login(server.addr, "alice");
     let mut api = common::http::Http::connect(server.api.unwrap());
     let kick = api.request(
-        "POST /uids/alice/close HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"code\":1012}",
+        "POST /uids/alice/close HTTP/1.1\r\nHost: localhost\r\nContent-Length: 13\r\n\r\n{\"code\":1012}",
     );
     assert_eq!(kick.status(), 200, "{}", kick.text());
     assert_eq!(alice.expect_close().0, Some(1012));

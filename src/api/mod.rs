@@ -173,13 +173,12 @@ impl<T: Transport> Api<T> {
     /// Reads and answers for one connection until it must wait: for input, for its output to
     /// drain below the high-water mark, or for its next turn (read budget spent).
     fn serve<H: Handler, W: 'static>(&mut self, key: usize, cx: &mut Cx<'_, H, W>) {
-        let api_key = self.config.key.as_deref();
         let limits = self.limits;
         let draining = self.draining;
         let conn = &mut self.conns[key];
         let mut reads = 0;
         let alive = loop {
-            conn.answer(cx, api_key, &limits, draining);
+            conn.answer(cx, &self.config, &limits, draining);
             if conn.pending() > OUTPUT_HIGH_WATER || !conn.readable {
                 break true;
             }
@@ -414,7 +413,7 @@ impl<T: Transport> ApiConn<T> {
     fn answer<H: Handler, W: 'static>(
         &mut self,
         cx: &mut Cx<'_, H, W>,
-        api_key: Option<&str>,
+        api: &ApiConfig,
         limits: &Limits,
         draining: bool,
     ) {
@@ -423,7 +422,7 @@ impl<T: Transport> ApiConn<T> {
                 Ok(Parsed::Complete(request, used)) => {
                     self.input.drain(..used);
                     self.continue_sent = false;
-                    let mut reply = routes::handle(&mut cx.context(), api_key, &request);
+                    let mut reply = routes::handle(&mut cx.context(), api, &request);
                     if request.method == "HEAD" {
                         // RFC 9112 §6.3: a HEAD response ends after its headers; Content-Length
                         // still tells what a GET would have carried.

@@ -13,7 +13,7 @@ use super::http::HttpRequest;
 use super::report;
 use crate::protocol::{CloseCode, Message};
 use crate::uid::validate_uid;
-use crate::{Context, Delivery};
+use crate::{ApiConfig, Context, Delivery};
 
 /// An answer, before HTTP encoding.
 #[derive(Debug)]
@@ -67,9 +67,14 @@ enum Endpoint<'p> {
     Health,
 }
 
-/// Answers one request. `api_key`, when set, must come as `Authorization: Bearer <key>`.
-pub(crate) fn handle(ctx: &mut Context<'_>, api_key: Option<&str>, request: &HttpRequest) -> Reply {
-    if let Some(key) = api_key {
+/// Answers one request: first who may ask (browsers only from allowed origins; on a keyless
+/// API only under an allowed `Host`; with a key, only with `Authorization: Bearer <key>`), then
+/// the route.
+pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpRequest) -> Reply {
+    if let Err(refusal) = check_browser(api, request) {
+        return refusal;
+    }
+    if let Some(key) = api.key.as_deref() {
         if !is_authorized(request, key) {
             return Reply::error(
                 401,
@@ -134,6 +139,69 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api_key: Option<&str>, request: &Htt
         Endpoint::Health => Ok(Reply::ok(json!({ "status": "ok" }))),
     };
     result.unwrap_or_else(|reply| reply)
+}
+
+/// Refuses what only a browser would send, unless its origin is allowed, and on a keyless API
+/// any `Host` that is not this server's (a DNS-rebinding page names its own host).
+fn check_browser(api: &ApiConfig, request: &HttpRequest) -> Result<(), Reply> {
+    let origin = request.header("origin").map(<[u8]>::trim_ascii);
+    let cross_site = request.header("sec-fetch-site").is_some_and(|site| {
+        let site = site.trim_ascii();
+        site.eq_ignore_ascii_case(b"cross-site") || site.eq_ignore_ascii_case(b"same-site")
+    });
+    let allowed = |origin: &[u8]| {
+        api.allowed_origins
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
+    };
+    match origin {
+        Some(origin) if !allowed(origin) => {
+            return Err(Reply::error(
+                403,
+                "requests from web pages are refused (the origin is not in --api-allowed-origins)",
+            ))
+        }
+        None if cross_site => {
+            return Err(Reply::error(
+                403,
+                "cross-site requests from web pages are refused",
+            ))
+        }
+        _ => {}
+    }
+    if api.key.is_none() {
+        if let Some(host) = request.header("host") {
+            if !is_own_host(api, host) {
+                return Err(Reply::error(
+                    403,
+                    "this API answers only to its own address (Host not in --api-allowed-hosts)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `Host` header names this API: a loopback name or address, its own address, or a
+/// configured name; any port.
+fn is_own_host(api: &ApiConfig, host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host.trim_ascii()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        },
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == api.listen.ip())
+        || api.allowed_hosts.iter().any(|allowed| allowed == name)
 }
 
 fn is_authorized(request: &HttpRequest, key: &str) -> bool {
@@ -394,8 +462,15 @@ mod tests {
         (hub, ids)
     }
 
+    fn api(key: Option<&str>) -> ApiConfig {
+        ApiConfig {
+            key: key.map(str::to_owned),
+            ..ApiConfig::default()
+        }
+    }
+
     fn answer(hub: &mut Hub<()>, key: Option<&str>, request: &HttpRequest) -> (u16, Value) {
-        let reply = handle(&mut Context::new(hub, Duration::ZERO), key, request);
+        let reply = handle(&mut Context::new(hub, Duration::ZERO), &api(key), request);
         let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         (reply.status, body)
     }
@@ -438,6 +513,45 @@ mod tests {
     }
 
     #[test]
+    fn web_pages_and_foreign_hosts_are_refused() {
+        let (mut hub, _) = hub_with(&["alice"]);
+        let from = |headers: &[(&str, &str)]| request("POST", "/broadcast", headers, "hi");
+        // What `fetch(url, {mode: 'no-cors', method: 'POST'})` from another site sends.
+        let page = from(&[
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ]);
+        assert_eq!(answer(&mut hub, None, &page).0, 403);
+        let no_origin = from(&[("Sec-Fetch-Site", "cross-site")]);
+        assert_eq!(answer(&mut hub, None, &no_origin).0, 403);
+        // DNS rebinding: the page's own name pointed at 127.0.0.1.
+        let rebound = from(&[("Host", "evil.example:5678")]);
+        assert_eq!(answer(&mut hub, None, &rebound).0, 403);
+        for host in [
+            "localhost:5678",
+            "127.0.0.1:5678",
+            "[::1]:5678",
+            "127.0.0.1",
+        ] {
+            let local = from(&[("Host", host)]);
+            assert_eq!(answer(&mut hub, None, &local).0, 200, "{host}");
+        }
+        // An allowed origin, and a configured name.
+        let mut config = api(None);
+        config.allowed_origins = vec!["https://admin.example".into()];
+        config.allowed_hosts = vec!["push.internal".into()];
+        let admin = from(&[
+            ("Origin", "https://admin.example"),
+            ("Host", "push.internal"),
+        ]);
+        let reply = handle(&mut Context::new(&mut hub, Duration::ZERO), &config, &admin);
+        assert_eq!(reply.status, 200);
+        // With a key, any Host (the key protects it), but still no foreign pages.
+        let keyed = from(&[("Authorization", "Bearer k"), ("Host", "push.example")]);
+        assert_eq!(answer(&mut hub, Some("k"), &keyed).0, 200);
+    }
+
+    #[test]
     fn key_route_and_method_are_checked_in_that_order() {
         let (mut hub, _) = hub_with(&[]);
         let bare = request("DELETE", "/nowhere", &[], "");
@@ -450,7 +564,7 @@ mod tests {
         let wrong = keyed("DELETE", "/send/alice");
         let reply = handle(
             &mut Context::new(&mut hub, Duration::ZERO),
-            Some("k"),
+            &api(Some("k")),
             &wrong,
         );
         assert_eq!(reply.status, 405);

@@ -70,14 +70,14 @@ fn text(fake: &Fake) -> String {
     String::from_utf8(fake.take_written()).unwrap()
 }
 
-const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 #[test]
 fn pipelined_requests_are_answered_in_order_in_one_flush() {
     let mut harness = Harness::new(ApiConfig::default());
     let (key, fake) = harness.connect();
     let mut two = HEALTH.to_vec();
-    two.extend_from_slice(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    two.extend_from_slice(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n");
     harness.send(key, &fake, &two, false);
     let written = text(&fake);
     let first = written.find("HTTP/1.1 200 OK").unwrap();
@@ -100,7 +100,7 @@ fn continue_is_sent_once_the_head_is_complete() {
     let mut harness = Harness::new(ApiConfig::default());
     let (key, fake) = harness.connect();
     let head =
-        b"POST /broadcast HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        b"POST /broadcast HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
     harness.send(key, &fake, head, false);
     assert_eq!(text(&fake), "HTTP/1.1 100 Continue\r\n\r\n");
     harness.send(key, &fake, b"hi", false);

@@ -537,7 +537,7 @@ pub fn push(setup: &Setup, params: &Push, ready: &mut dyn FnMut()) -> std::io::R
                 body.resize(body.len().max(params.size), b'x');
                 client.out.extend_from_slice(
                     format!(
-                        "POST /send/p{recipient} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+                        "POST /send/p{recipient} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
                         body.len()
                     )
                     .as_bytes(),
