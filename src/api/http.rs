@@ -64,6 +64,9 @@ pub enum Parsed {
     Incomplete {
         /// The client asked for `100 Continue`.
         expects_continue: bool,
+        /// The request so far, without its body, once the head is complete: enough to refuse
+        /// it (401, 404, 405) before the body is read.
+        head: Option<Box<HttpRequest>>,
     },
 }
 
@@ -97,6 +100,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         Ok(httparse::Status::Partial) => {
             return Ok(Parsed::Incomplete {
                 expects_continue: false,
+                head: None,
             })
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HEAD_TOO_LARGE),
@@ -118,15 +122,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     };
     let expects_continue = version >= 1 && lists_token(header("expect"), "100-continue");
     let rest = &buf[head_len..];
-    let (body, body_len) = match framing {
-        Framing::Length(len) if rest.len() >= len => (rest[..len].to_vec(), len),
-        Framing::Length(_) => return Ok(Parsed::Incomplete { expects_continue }),
-        Framing::Chunked => match decode_chunked(rest, limits)? {
-            Some(done) => done,
-            None => return Ok(Parsed::Incomplete { expects_continue }),
-        },
-    };
-    let request = HttpRequest {
+    let head = |body| HttpRequest {
         method: parsed.method.unwrap_or_default().to_owned(),
         target: parsed.path.unwrap_or("/").to_owned(),
         headers: all_headers
@@ -136,7 +132,21 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         body,
         keep_alive,
     };
-    Ok(Parsed::Complete(request, head_len + body_len))
+    let incomplete = || {
+        Ok(Parsed::Incomplete {
+            expects_continue,
+            head: Some(Box::new(head(Vec::new()))),
+        })
+    };
+    let (body, body_len) = match framing {
+        Framing::Length(len) if rest.len() >= len => (rest[..len].to_vec(), len),
+        Framing::Length(_) => return incomplete(),
+        Framing::Chunked => match decode_chunked(rest, limits)? {
+            Some(done) => done,
+            None => return incomplete(),
+        },
+    };
+    Ok(Parsed::Complete(head(body), head_len + body_len))
 }
 
 const HEAD_TOO_LARGE: HttpError = refuse(431, "request headers too large");
@@ -317,18 +327,21 @@ mod tests {
     #[test]
     fn asks_for_continue_only_once_the_head_is_complete() {
         let head = b"POST /send/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
-        assert_eq!(
+        assert!(matches!(
             parse_request(&head[..head.len() - 2], &LIMITS),
             Ok(Parsed::Incomplete {
-                expects_continue: false
+                expects_continue: false,
+                head: None
             })
-        );
-        assert_eq!(
-            parse_request(head, &LIMITS),
-            Ok(Parsed::Incomplete {
-                expects_continue: true
-            })
-        );
+        ));
+        let Ok(Parsed::Incomplete {
+            expects_continue: true,
+            head: Some(parsed),
+        }) = parse_request(head, &LIMITS)
+        else {
+            panic!("a complete head waiting for its body");
+        };
+        assert_eq!((parsed.method.as_str(), parsed.path()), ("POST", "/send/a"));
     }
 
     #[test]

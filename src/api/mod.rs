@@ -71,6 +71,8 @@ struct ApiConn<T> {
     /// When the connection last made progress (bytes in or a response out).
     since: Tick,
     continue_sent: bool,
+    /// The current request's head passed `routes::precheck`.
+    head_checked: bool,
     /// Close once the output is written.
     closing: bool,
     /// The write side is shut; reading until the client closes.
@@ -394,6 +396,7 @@ impl<T: Transport> ApiConn<T> {
             written: 0,
             since: now,
             continue_sent: false,
+            head_checked: false,
             closing: false,
             write_shut: false,
             peer_done: false,
@@ -422,6 +425,7 @@ impl<T: Transport> ApiConn<T> {
                 Ok(Parsed::Complete(request, used)) => {
                     self.input.drain(..used);
                     self.continue_sent = false;
+                    self.head_checked = false;
                     let mut reply = routes::handle(&mut cx.context(), api, &request);
                     if request.method == "HEAD" {
                         // RFC 9112 §6.3: a HEAD response ends after its headers; Content-Length
@@ -430,7 +434,18 @@ impl<T: Transport> ApiConn<T> {
                     }
                     self.respond(cx.hub, reply, request.keep_alive && !draining);
                 }
-                Ok(Parsed::Incomplete { expects_continue }) => {
+                Ok(Parsed::Incomplete {
+                    expects_continue,
+                    head,
+                }) => {
+                    // A request that will be refused is refused before its body is read.
+                    if let Some(head) = head.filter(|_| !self.head_checked) {
+                        if let Err(refusal) = routes::precheck(api, &head) {
+                            self.respond(cx.hub, refusal, false);
+                            return;
+                        }
+                        self.head_checked = true;
+                    }
                     if expects_continue && !self.continue_sent {
                         self.output.extend_from_slice(CONTINUE);
                         self.continue_sent = true;

@@ -71,46 +71,15 @@ enum Endpoint<'p> {
 /// API only under an allowed `Host`; with a key, only with `Authorization: Bearer <key>`), then
 /// the route.
 pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpRequest) -> Reply {
-    if let Err(refusal) = check_browser(api, request) {
-        return refusal;
-    }
-    if let Some(key) = api.key.as_deref() {
-        if !is_authorized(request, key) {
-            return Reply::error(
-                401,
-                "missing or wrong API key (Authorization: Bearer <key>)",
-            )
-            .with_header("WWW-Authenticate", "Bearer".to_owned());
-        }
-    }
-    let segments = match decode_path(request.path()) {
+    let segments = match admit(api, request) {
         Ok(segments) => segments,
-        Err(reply) => return reply,
+        Err(refusal) => return refusal,
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (allowed, endpoint): (&[&str], _) = match segments.as_slice() {
-        ["send", uid] => (&["POST"], Endpoint::Send(uid)),
-        ["broadcast"] => (&["POST"], Endpoint::Broadcast),
-        ["groups", group, "send"] => (&["POST"], Endpoint::GroupSend(group)),
-        ["groups", group, "members", uid] => (&["PUT", "DELETE"], Endpoint::Member(group, uid)),
-        ["groups", group] => (&["GET", "DELETE"], Endpoint::Group(group)),
-        ["batch"] => (&["POST"], Endpoint::Batch),
-        ["uids", uid] => (&["GET"], Endpoint::Uid(uid)),
-        ["uids", uid, "close"] => (&["POST"], Endpoint::Kick(uid)),
-        ["stats"] => (&["GET"], Endpoint::Stats),
-        ["metrics"] => (&["GET"], Endpoint::Metrics),
-        ["health"] => (&["GET"], Endpoint::Health),
-        _ => return Reply::error(404, format!("no route for {}", request.path())),
+    let Some((_, endpoint)) = route(&segments) else {
+        return Reply::error(404, format!("no route for {}", request.path()));
     };
-    // HEAD is answered as GET; the connection layer leaves out the body.
-    let method = match request.method.as_str() {
-        "HEAD" => "GET",
-        method => method,
-    };
-    if !allowed.contains(&method) {
-        return Reply::error(405, format!("{} is not allowed here", request.method))
-            .with_header("Allow", allowed.join(", "));
-    }
+    let method = effective_method(request);
     let result = match endpoint {
         Endpoint::Send(uid) => send(ctx, uid, request),
         Endpoint::Broadcast => {
@@ -139,6 +108,68 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
         Endpoint::Health => Ok(Reply::ok(json!({ "status": "ok" }))),
     };
     result.unwrap_or_else(|reply| reply)
+}
+
+/// Checks a request whose head is complete, before its body is read (and before `100
+/// Continue`): who may ask, whether the route exists, whether the method fits. The refusals
+/// are the same as `handle` would give, sent without waiting for a body nobody will read.
+pub(crate) fn precheck(api: &ApiConfig, head: &HttpRequest) -> Result<(), Reply> {
+    admit(api, head).map(drop)
+}
+
+/// Who may ask, the route and the method; on success the decoded path segments.
+fn admit(api: &ApiConfig, request: &HttpRequest) -> Result<Vec<String>, Reply> {
+    check_browser(api, request)?;
+    if let Some(key) = api.key.as_deref() {
+        if !is_authorized(request, key) {
+            return Err(Reply::error(
+                401,
+                "missing or wrong API key (Authorization: Bearer <key>)",
+            )
+            .with_header("WWW-Authenticate", "Bearer".to_owned()));
+        }
+    }
+    let segments = decode_path(request.path())?;
+    let borrowed: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let Some((allowed, _)) = route(&borrowed) else {
+        return Err(Reply::error(
+            404,
+            format!("no route for {}", request.path()),
+        ));
+    };
+    if !allowed.contains(&effective_method(request)) {
+        return Err(
+            Reply::error(405, format!("{} is not allowed here", request.method))
+                .with_header("Allow", allowed.join(", ")),
+        );
+    }
+    Ok(segments)
+}
+
+/// The methods a path allows, and its endpoint.
+fn route<'p>(segments: &[&'p str]) -> Option<(&'static [&'static str], Endpoint<'p>)> {
+    Some(match *segments {
+        ["send", uid] => (&["POST"], Endpoint::Send(uid)),
+        ["broadcast"] => (&["POST"], Endpoint::Broadcast),
+        ["groups", group, "send"] => (&["POST"], Endpoint::GroupSend(group)),
+        ["groups", group, "members", uid] => (&["PUT", "DELETE"], Endpoint::Member(group, uid)),
+        ["groups", group] => (&["GET", "DELETE"], Endpoint::Group(group)),
+        ["batch"] => (&["POST"], Endpoint::Batch),
+        ["uids", uid] => (&["GET"], Endpoint::Uid(uid)),
+        ["uids", uid, "close"] => (&["POST"], Endpoint::Kick(uid)),
+        ["stats"] => (&["GET"], Endpoint::Stats),
+        ["metrics"] => (&["GET"], Endpoint::Metrics),
+        ["health"] => (&["GET"], Endpoint::Health),
+        _ => return None,
+    })
+}
+
+/// HEAD is answered as GET; the connection layer leaves out the body.
+fn effective_method(request: &HttpRequest) -> &str {
+    match request.method.as_str() {
+        "HEAD" => "GET",
+        method => method,
+    }
 }
 
 /// Refuses what only a browser would send, unless its origin is allowed, and on a keyless API

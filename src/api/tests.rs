@@ -175,3 +175,29 @@ fn drain_closes_idle_connections_and_ends_every_later_response_with_close() {
     assert!(busy_fake.0.borrow().shut);
     assert!(harness.api.is_idle());
 }
+
+#[test]
+fn refusals_come_as_soon_as_the_head_is_complete_before_any_body() {
+    let mut harness = Harness::new(ApiConfig {
+        key: Some("k".into()),
+        ..ApiConfig::default()
+    });
+    // No key, and the client would wait for 100 Continue before sending 1 MB: it gets 401
+    // instead, and the connection closes without reading a body byte.
+    let (key, fake) = harness.connect();
+    let head = b"POST /broadcast HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n";
+    harness.send(key, &fake, head, false);
+    let answer = text(&fake);
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(fake.0.borrow().shut);
+
+    // With the key but to a route that does not exist: 404 before the body.
+    let (key, fake) = harness.connect();
+    let head = b"POST /nowhere HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer k\r\nContent-Length: 5000\r\n\r\n";
+    harness.send(key, &fake, head, false);
+    assert!(text(&fake).starts_with("HTTP/1.1 404 Not Found\r\n"));
+}
