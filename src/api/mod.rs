@@ -5,9 +5,9 @@
 //! request, through `routes`, which act on the hub only through the same `Context` handlers
 //! use. Follows the endpoint phases: readiness marks a connection ready; its turn reads and
 //! answers; flush writes the responses. Invariants: a connection whose unsent responses exceed
-//! `OUTPUT_HIGH_WATER` is not read (so pipelining cannot grow memory); an API client that stalls
-//! mid-request or idles past `ApiConfig::timeout` is closed, with 408 if a request was in
-//! progress; during a shutdown it goes on answering, but every response closes its connection;
+//! `OUTPUT_HIGH_WATER` is not read (so pipelining cannot grow memory); a request not complete
+//! `ApiConfig::timeout` after its first byte gets 408 however slowly its bytes trickle in, and a
+//! connection idle that long is closed; during a shutdown it goes on answering, but every response closes its connection;
 //! nothing here can close or delay a WebSocket connection.
 
 pub mod http;
@@ -68,7 +68,8 @@ struct ApiConn<T> {
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
-    /// When the connection last made progress (bytes in or a response out).
+    /// When the current request's first byte arrived, or a response last went out: the
+    /// request timeout and the idle timeout run from here.
     since: Tick,
     continue_sent: bool,
     /// The current request's head passed `routes::precheck`.
@@ -196,8 +197,13 @@ impl<T: Transport> Api<T> {
                     break conn.pending() > 0;
                 }
                 Ok(n) => {
-                    conn.since = tick(cx.now);
+                    // A request's deadline runs from its first byte: trickling bytes does not
+                    // extend it (slow-loris), and input read only to be discarded while
+                    // closing does not count as progress either.
                     if !conn.write_shut && !conn.closing {
+                        if conn.input.is_empty() {
+                            conn.since = tick(cx.now);
+                        }
                         conn.input.extend_from_slice(&cx.scratch[..n]);
                     }
                 }

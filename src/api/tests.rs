@@ -201,3 +201,21 @@ fn refusals_come_as_soon_as_the_head_is_complete_before_any_body() {
     harness.send(key, &fake, head, false);
     assert!(text(&fake).starts_with("HTTP/1.1 404 Not Found\r\n"));
 }
+
+#[test]
+fn a_request_trickled_a_byte_at_a_time_still_times_out_from_its_first_byte() {
+    let config = ApiConfig {
+        timeout: Duration::from_millis(400),
+        ..ApiConfig::default()
+    };
+    let mut harness = Harness::new(config);
+    let (key, fake) = harness.connect();
+    // One byte every 50 ms: each would have reset an "idle" timer.
+    for byte in b"POST /broadcast HTTP/1.1\r\n".iter().take(7) {
+        harness.send(key, &fake, &[*byte], false);
+        harness.advance(Duration::from_millis(50));
+    }
+    assert_eq!(text(&fake), "", "350 ms after the first byte");
+    harness.advance(Duration::from_millis(50));
+    assert!(text(&fake).starts_with("HTTP/1.1 408 "));
+}
