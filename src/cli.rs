@@ -143,6 +143,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_API_ALLOWED_HOSTS", value_delimiter = ',')]
     pub api_allowed_hosts: Vec<String>,
 
+    /// Messages one connection may have dispatched per loop turn; the rest waits for its next
+    /// turn (bounds the work one read can cause).
+    #[arg(long, env = "WSPUSH_MAX_MESSAGES_PER_TURN", default_value_t = 64)]
+    pub max_messages_per_turn: usize,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -215,6 +220,7 @@ impl Cli {
             close_timeout: self.close_timeout,
             group_grace: self.group_grace,
             shutdown_timeout: self.shutdown_timeout,
+            max_messages_per_turn: self.max_messages_per_turn,
             read_buffer_size: self.read_buffer_size,
             api: self.api_listen.0.map(|listen| ApiConfig {
                 listen,

@@ -71,6 +71,10 @@ pub struct Config {
     pub group_grace: Duration,
     /// Time shutdown waits for clients to acknowledge close 1001 before exiting. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Messages (and pings) one connection may have dispatched per loop turn; what it sent
+    /// beyond waits, undecoded, for its next turn, after everyone's output was flushed. Bounds
+    /// the work one read can cause (a 64 KiB read can hold 6,553 `all:` frames). Default 64.
+    pub max_messages_per_turn: usize,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
     pub read_buffer_size: usize,
     /// The HTTP push API; `None` disables it. Default `None` for the library; the binary
@@ -147,6 +151,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
+            max_messages_per_turn: 64,
             read_buffer_size: 64 << 10,
             api: None,
         }
@@ -234,6 +239,9 @@ impl Config {
                 "--max-send-buffer must be at least {MIN_SEND_BUFFER} bytes, or even the login \
                  answer may not fit"
             ));
+        }
+        if self.max_messages_per_turn == 0 {
+            return fail("--max-messages-per-turn must be at least 1".into());
         }
         if self.max_total_send_buffer < self.max_send_buffer {
             return fail(

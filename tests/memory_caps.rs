@@ -99,3 +99,44 @@ fn tiny_frames_for_a_client_that_never_reads_are_held_to_its_cap() {
         "server RSS grew by {growth} bytes queueing tiny frames at a 1 MiB cap"
     );
 }
+
+#[test]
+fn an_all_flood_at_receivers_that_never_read_is_held_to_the_caps() {
+    let server = BinaryServer::start(&[
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+        "--max-send-buffer",
+        "64KiB",
+    ]);
+    let receivers: Vec<RawClient> = (0..300)
+        .map(|i| RawClient::login(server.addr, &format!("r{i}")))
+        .collect();
+    let mut attacker = RawClient::login(server.addr, "attacker");
+    let mut healthy = RawClient::login(server.addr, "healthy");
+    let before = server.rss();
+
+    // Empty broadcasts, 10 bytes each: one 64 KiB read holds 6,553 of them, each queued for
+    // 302 connections. Before per-frame costs were counted, 300 such receivers held ~1 MiB each
+    // against a 64 KiB cap.
+    let burst = frame(true, TEXT, b"all:", true).repeat(6_553);
+    let sent = flood(&mut attacker, &burst, 1 << 20);
+    healthy.send_text("healthy:still here");
+    // The healthy client's queue is full of the broadcasts too; its own message follows them
+    // or was dropped with them, so look for it among what arrives.
+    loop {
+        let frame = healthy.read_frame();
+        if frame.payload == b"still here" {
+            break;
+        }
+        assert!(frame.payload.is_empty(), "unexpected {frame:?}");
+    }
+    let growth = server.rss().saturating_sub(before);
+    eprintln!("all: flood: {sent} bytes sent, server RSS +{growth} bytes");
+    assert!(
+        growth < 302 * 64 * 1024 + 16 * MIB,
+        "server RSS grew by {growth} bytes for an all: flood at 302 connections capped at 64 KiB"
+    );
+    drop(receivers);
+}

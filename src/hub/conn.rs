@@ -3,7 +3,8 @@
 //! The record holds the connection's transport (whatever the endpoint reads and writes; the
 //! hub only stores it), its WebSocket state, its timers and its queues. Invariants: an idle
 //! open connection owns no heap memory besides its shared uid (its decoder and outbox are empty
-//! and unallocated); the handshake buffer exists only while a request is partly received.
+//! and unallocated); the spill buffer exists only while a request is partly received, or while
+//! an open connection has more frames than its turn's message budget.
 //!
 //! | state \ event | peer close frame | server close | protocol error | EOF / I/O error | close frame written | timeout |
 //! | --- | --- | --- | --- | --- | --- | --- |
@@ -68,17 +69,19 @@ pub(crate) struct Conn<T> {
     pub(crate) decoder: Decoder,
     pub(crate) outbox: Outbox,
     pub(crate) uid: Option<Rc<str>>,
-    /// The opening handshake, until it completes. Boxed so that an open connection pays one
-    /// pointer for it.
-    pub(crate) head: Option<Box<Handshake>>,
+    /// Input read but not yet processed: the opening handshake until it completes, and, once
+    /// open, what was left over when a turn's message budget ran out. Boxed so that an idle
+    /// connection pays one pointer for it.
+    pub(crate) spill: Option<Box<Spill>>,
 }
 
-/// A handshake in progress: who connected (as `accept` reported it, saving a `getpeername`
-/// per connection) and the request received so far.
+/// Input kept between turns: who connected (as `accept` reported it, saving a `getpeername`
+/// per connection) and the bytes: the request so far while in the handshake, unread frames
+/// once open.
 #[derive(Debug)]
-pub(crate) struct Handshake {
+pub(crate) struct Spill {
     pub(crate) peer: SocketAddr,
-    pub(crate) request: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl<T> Conn<T> {
@@ -94,9 +97,9 @@ impl<T> Conn<T> {
             decoder: Decoder::default(),
             outbox: Outbox::default(),
             uid: None,
-            head: Some(Box::new(Handshake {
+            spill: Some(Box::new(Spill {
                 peer,
-                request: Vec::new(),
+                bytes: Vec::new(),
             })),
         }
     }

@@ -407,7 +407,7 @@ impl<T> Hub<T> {
 
     /// A completed handshake opened the connection.
     pub(crate) fn open(&mut self, key: usize, now: Duration) {
-        self.conns[key].head = None;
+        self.conns[key].spill = None;
         self.conns[key].enter(State::Open, tick(now));
         self.open += 1;
         self.stats.opened += 1;
@@ -456,7 +456,7 @@ impl<T> Hub<T> {
     pub(crate) fn reject(&mut self, key: usize, status: u16, reason: &str, now: Duration) {
         *self.stats.handshake_failures.entry(status).or_default() += 1;
         let conn = &mut self.conns[key];
-        conn.head = None;
+        conn.spill = None;
         conn.enter(State::Closing, tick(now));
         self.queue_control(key, Bytes::from(error_response(status, reason)));
     }

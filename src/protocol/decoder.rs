@@ -118,23 +118,26 @@ impl Decoder {
     /// Consumes `input` (unmasking it in place) and reports every event it completes.
     ///
     /// `max_message` caps the payload of a data message across all its fragments. Decoding stops
-    /// early, without error, when `on_event` breaks; the rest of the input is then unread.
+    /// early, without error, when `on_event` breaks. Returns how many bytes of `input` were
+    /// consumed: all of them, unless `on_event` broke or a close frame ended the stream; the
+    /// rest is untouched (still masked) and can be decoded later, in a later call.
     pub fn decode<F>(
         &mut self,
         input: &mut [u8],
         max_message: usize,
         mut on_event: F,
-    ) -> Result<(), ProtocolError>
+    ) -> Result<usize, ProtocolError>
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
         let mut pos = 0;
         while pos < input.len() || self.has_empty_payload_pending() {
             match self.stage {
-                Stage::Closed => return Ok(()),
+                Stage::Closed => return Ok(pos),
                 Stage::Header => {
                     let Some(used) = self.take_header(&input[pos..], max_message)? else {
-                        return Ok(());
+                        // The partial header is kept: everything was consumed.
+                        return Ok(input.len());
                     };
                     pos += used;
                     let whole = usize::try_from(self.remaining)
@@ -144,7 +147,7 @@ impl Decoder {
                         let payload = &mut input[pos..pos + len];
                         pos += len;
                         if self.take_in_place(payload, &mut on_event)?.is_break() {
-                            return Ok(());
+                            return Ok(pos);
                         }
                     } else {
                         self.stage = Stage::Payload;
@@ -159,12 +162,12 @@ impl Decoder {
                     self.take_payload_piece(chunk)?;
                     if self.remaining == 0 && self.finish_buffered_frame(&mut on_event)?.is_break()
                     {
-                        return Ok(());
+                        return Ok(pos);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(pos)
     }
 
     /// A zero-length frame whose header completed at the very end of the input.

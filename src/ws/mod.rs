@@ -12,6 +12,7 @@
 //! pauses at the limit and resumes when a connection closes.
 
 use std::io;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use mio::Interest;
 
 use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::handler::Request;
-use crate::hub::conn::{State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, PEER_GONE, READABLE};
+use crate::hub::conn::{Spill, State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, PEER_GONE, READABLE};
 use crate::hub::outbox::Flushed;
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
@@ -151,6 +152,15 @@ impl WebSocket {
     }
 
     fn read_conn<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
+        // Frames left from the last turn come first; while some remain, the socket waits.
+        let conn = &cx.hub.conns[key];
+        if conn.state == State::Open
+            && conn.spill.is_some()
+            && dispatch_backlog(cx.hub, cx.handler, key, cx.now)
+        {
+            self.mark_ready(cx.hub, key);
+            return;
+        }
         for _ in 0..READS_PER_TURN {
             let conn = &mut cx.hub.conns[key];
             if conn.state == State::Dead || !conn.has(READABLE) {
@@ -169,7 +179,11 @@ impl WebSocket {
                 }
                 Ok(n) => {
                     cx.hub.record_read(key, n, cx.now);
-                    on_bytes(cx, key, n);
+                    if on_bytes(cx, key, n) {
+                        // The message budget ran out: the rest waits for the next turn.
+                        self.mark_ready(cx.hub, key);
+                        return;
+                    }
                     // A short read emptied the receive queue; data arriving later raises a new
                     // edge, so skip the read that would only say `WouldBlock` (one syscall per
                     // read event; tokio relies on the same epoll behaviour). Not after a FIN:
@@ -323,8 +337,9 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 }
 
-/// Hands bytes just read into the shared buffer to the connection's current stage.
-fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) {
+/// Hands bytes just read into the shared buffer to the connection's current stage; true if
+/// some were left for the next turn (the message budget ran out).
+fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) -> bool {
     match cx.hub.conns[key].state {
         State::Handshake => on_handshake_bytes(cx, key, n),
         State::Open => {
@@ -335,37 +350,39 @@ fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize)
                 now,
                 ..
             } = cx;
-            decode_and_dispatch(hub, *handler, key, &mut scratch[..n], *now);
+            dispatch_within_budget(hub, *handler, key, &mut scratch[..n], *now)
         }
         // Closing or draining: input is read only to see the peer's close; discard it.
-        _ => {}
+        _ => false,
     }
 }
 
-fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) {
+/// Parses the upgrade request; once it is complete, opens the connection and dispatches the
+/// frames pipelined behind it. True if some of those were left for the next turn.
+fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) -> bool {
     let now = cx.now;
     let max_len = cx.hub.config.max_handshake_size;
-    let Some(mut head) = cx.hub.conns[key].head.take() else {
-        return;
+    let Some(mut head) = cx.hub.conns[key].spill.take() else {
+        return false;
     };
-    head.request.extend_from_slice(&cx.scratch[..n]);
+    head.bytes.extend_from_slice(&cx.scratch[..n]);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let request = match parse_request(&head.request, max_len, &mut headers) {
+    let request = match parse_request(&head.bytes, max_len, &mut headers) {
         Ok(Some(request)) => request,
         Ok(None) => {
-            cx.hub.conns[key].head = Some(head);
-            return;
+            cx.hub.conns[key].spill = Some(head);
+            return false;
         }
         Err(error) => {
             debug!("{}: handshake refused: {error}", cx.hub.id_of(key));
             cx.hub.reject(key, error.status, error.reason, now);
-            return;
+            return false;
         }
     };
     if !is_origin_allowed(&cx.hub.config.allowed_origins, request.headers) {
         debug!("{}: origin refused", cx.hub.id_of(key));
         cx.hub.reject(key, 403, "origin not allowed", now);
-        return;
+        return false;
     }
     let request_len = request.len;
     cx.hub.open(key, now);
@@ -394,7 +411,7 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
             debug!("{id}: refused by handler: {}", rejection.status);
             cx.hub.unopen(key, now);
             cx.hub.reject(key, rejection.status, &rejection.reason, now);
-            return;
+            return false;
         }
     };
     match answer {
@@ -406,37 +423,86 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
             error!("{id}: on_open's answer cannot be sent: {mistake}");
             cx.hub
                 .refuse_opened(key, 500, "the server could not answer the handshake", now);
-            return;
+            return false;
         }
     }
     // Frames pipelined right behind the request.
-    if head.request.len() > request_len && cx.hub.conns[key].state == State::Open {
-        decode_and_dispatch(
+    if head.bytes.len() > request_len && cx.hub.conns[key].state == State::Open {
+        return dispatch_within_budget(
             cx.hub,
             cx.handler,
             key,
-            &mut head.request[request_len..],
+            &mut head.bytes[request_len..],
             now,
         );
     }
+    false
 }
 
-/// Decodes `input` for an open connection and dispatches what it contains.
+/// Decodes and dispatches `input` for an open connection, at most the turn's message budget;
+/// what is left is kept (still masked) for the connection's next turn. True if some was.
+fn dispatch_within_budget<H: Handler, T: 'static>(
+    hub: &mut Hub<T>,
+    handler: &mut H,
+    key: usize,
+    input: &mut [u8],
+    now: Duration,
+) -> bool {
+    let used = decode_and_dispatch(hub, handler, key, input, now);
+    if used == input.len() || hub.conns[key].state != State::Open {
+        return false;
+    }
+    let conn = &mut hub.conns[key];
+    let spill = conn.spill.get_or_insert_with(|| {
+        Box::new(Spill {
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            bytes: Vec::new(),
+        })
+    });
+    // Unread input goes before anything read later.
+    spill.bytes.splice(0..0, input[used..].iter().copied());
+    true
+}
+
+/// Dispatches what an open connection left over from an earlier turn, within this turn's
+/// budget; true if some is still left (then the socket is not read this turn).
+fn dispatch_backlog<H: Handler, T: 'static>(
+    hub: &mut Hub<T>,
+    handler: &mut H,
+    key: usize,
+    now: Duration,
+) -> bool {
+    let Some(mut backlog) = hub.conns[key].spill.take() else {
+        return false;
+    };
+    let used = decode_and_dispatch(hub, handler, key, &mut backlog.bytes, now);
+    if used == backlog.bytes.len() || hub.conns[key].state != State::Open {
+        return false;
+    }
+    backlog.bytes.drain(..used);
+    hub.conns[key].spill = Some(backlog);
+    true
+}
+
+/// Decodes `input` for an open connection and dispatches what it contains, stopping after the
+/// turn's message budget; returns how many bytes it consumed.
 fn decode_and_dispatch<H: Handler, T: 'static>(
     hub: &mut Hub<T>,
     handler: &mut H,
     key: usize,
     input: &mut [u8],
     now: Duration,
-) {
+) -> usize {
     let id = hub.id_of(key);
     let max_message = hub.config.max_message_size;
+    let mut budget = hub.config.max_messages_per_turn;
     let mut decoder = std::mem::take(&mut hub.conns[key].decoder);
     let result = decoder.decode(input, max_message, |event| match event {
         Frame::Message(message) => {
             hub.stats.messages_in += 1;
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
-            if hub.conns[key].state == State::Open {
+            budget -= 1;
+            if hub.conns[key].state == State::Open && budget > 0 {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())
@@ -444,7 +510,12 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
         }
         Frame::Ping(payload) => {
             hub.pong(key, payload);
-            ControlFlow::Continue(())
+            budget -= 1;
+            if budget > 0 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
         }
         Frame::Pong(_) => ControlFlow::Continue(()),
         Frame::Close(frame) => {
@@ -452,14 +523,18 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
             ControlFlow::Break(())
         }
     });
-    if let Err(error) = result {
-        hub.fail(key, error, now);
-        // The stream is unusable after a violation; nothing more is decoded from it.
-        return;
-    }
+    let used = match result {
+        Ok(used) => used,
+        Err(error) => {
+            hub.fail(key, error, now);
+            // The stream is unusable after a violation; nothing more is decoded from it.
+            return input.len();
+        }
+    };
     if hub.conns[key].state == State::Open {
         hub.conns[key].decoder = decoder;
     }
+    used
 }
 
 /// Whether the request's `Origin` (if any) is in `allowed` (empty: all are).

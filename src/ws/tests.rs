@@ -450,3 +450,59 @@ fn a_sender_is_told_a_recipient_is_not_keeping_up_rather_than_offline() {
         text("error: uid nobody is offline")
     );
 }
+
+#[test]
+fn a_connection_gets_its_message_budget_per_turn_and_the_rest_later_in_order() {
+    let config = Config {
+        max_messages_per_turn: 3,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    let mut burst = Vec::new();
+    for i in 0..8u8 {
+        burst.extend(frame(1, &[b'a' + i]));
+    }
+    harness.send(key, &fake, &burst);
+    let echoes = |fake: &Fake| {
+        fake.take_written()
+            .chunks(3)
+            .map(|f| f[2] as char)
+            .collect::<String>()
+    };
+    assert_eq!(echoes(&fake), "abc", "one turn's budget");
+    assert!(harness.ws.has_work_for_tests(), "the rest is pending");
+    harness.iterate();
+    assert_eq!(echoes(&fake), "def");
+    harness.iterate();
+    assert_eq!(echoes(&fake), "gh");
+    // Nothing was lost from the socket meanwhile: the next bytes follow.
+    harness.send(key, &fake, &frame(1, b"i"));
+    assert_eq!(echoes(&fake), "i");
+}
+
+#[test]
+fn frames_pipelined_behind_the_handshake_respect_the_budget() {
+    let config = Config {
+        max_messages_per_turn: 2,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake) = harness.connect();
+    let mut bytes = format!("{UPGRADE}\r\n").into_bytes();
+    for payload in [b"1", b"2", b"3"] {
+        bytes.extend(frame(1, payload));
+    }
+    harness.send(key, &fake, &bytes);
+    let written = fake.take_written();
+    let end = written.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&written[end..], [text("1"), text("2")].concat());
+    harness.iterate();
+    assert_eq!(fake.take_written(), text("3"));
+}
+
+impl WebSocket {
+    fn has_work_for_tests(&self) -> bool {
+        !self.ready.is_empty()
+    }
+}
