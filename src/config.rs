@@ -204,7 +204,7 @@ impl Config {
     }
 
     /// The configuration as the server runs it: validated, with the allowed origins in the
-    /// form browsers send (see [`normalize_origin`]).
+    /// form browsers send (see [`crate::normalize_origin`]).
     pub fn checked(mut self) -> Result<Self, ConfigError> {
         let fail = |message: String| Err(ConfigError(message));
         let positive = |value: Duration, flag: &str, off: bool| {

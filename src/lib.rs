@@ -33,7 +33,8 @@ mod uid;
 mod ws;
 
 pub use config::{
-    ApiConfig, Config, ConfigError, DescriptorBudget, SlowConsumerPolicy, FD_RESERVE,
+    normalize_origin, ApiConfig, Config, ConfigError, DescriptorBudget, SlowConsumerPolicy,
+    FD_RESERVE,
 };
 pub use context::Context;
 pub use echo::Echo;
