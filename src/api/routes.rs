@@ -15,6 +15,14 @@ use crate::protocol::{CloseCode, Message};
 use crate::uid::validate_uid;
 use crate::{ApiConfig, Context, Delivery};
 
+/// Most items one `/batch` request may carry: each may be a broadcast, and they all run in one
+/// loop turn.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// Seconds a client is told to wait (`Retry-After`) before retrying a delivery refused during a
+/// shutdown.
+const SHUTDOWN_RETRY_AFTER: &str = "5";
+
 /// An answer, before HTTP encoding.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -80,6 +88,17 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
         return Reply::error(404, format!("no route for {}", request.path()));
     };
     let method = effective_method(request);
+    let delivers = matches!(
+        endpoint,
+        Endpoint::Send(_) | Endpoint::Broadcast | Endpoint::GroupSend(_) | Endpoint::Batch
+    );
+    if delivers && ctx.is_shutting_down() {
+        // Every connection is closing: a delivery would reach nobody, and "0 connections" would
+        // read as "user offline". Say so, and when to try again (another node, or this one
+        // restarted).
+        return Reply::json(503, &json!({ "error": "shutting down; deliver elsewhere" }))
+            .with_header("Retry-After", SHUTDOWN_RETRY_AFTER.to_owned());
+    }
     let result = match endpoint {
         Endpoint::Send(uid) => send(ctx, uid, request),
         Endpoint::Broadcast => {
@@ -403,6 +422,12 @@ struct BatchItem {
 
 fn batch(ctx: &mut Context<'_>, request: &HttpRequest) -> Result<Reply, Reply> {
     let items: Vec<BatchItem> = parse_json(&request.body)?;
+    if items.len() > MAX_BATCH_ITEMS {
+        return Err(Reply::error(
+            413,
+            format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
+        ));
+    }
     let results: Vec<Value> = items
         .iter()
         .map(|item| match batch_item(ctx, item) {
@@ -659,6 +684,34 @@ mod tests {
         assert_eq!(reply["results"][0], json!({ "connections": 1 }));
         assert_eq!(reply["results"][1], json!({ "connections": 1 }));
         assert!(reply["results"][2]["error"].is_string());
+    }
+
+    #[test]
+    fn batches_past_the_item_cap_are_refused_whole() {
+        let (mut hub, _) = hub_with(&["alice"]);
+        let item = r#"{"uid":"alice","data":"a"}"#;
+        let items = vec![item; MAX_BATCH_ITEMS + 1].join(",");
+        let body = format!("[{items}]");
+        let (status, reply) = answer(&mut hub, None, &request("POST", "/batch", &[], &body));
+        assert_eq!(status, 413, "{reply}");
+        assert_eq!(hub.stats.messages_out, 0, "nothing of it was sent");
+    }
+
+    #[test]
+    fn deliveries_during_a_shutdown_get_503_with_retry_after() {
+        let (mut hub, _) = hub_with(&["alice"]);
+        hub.close_all(Duration::ZERO);
+        let send = request("POST", "/send/alice", &[], "hi");
+        let reply = handle(
+            &mut Context::new(&mut hub, Duration::ZERO),
+            &api(None),
+            &send,
+        );
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.headers, [("Retry-After", "5".to_owned())]);
+        // Reads still answer.
+        let stats = request("GET", "/stats", &[], "");
+        assert_eq!(answer(&mut hub, None, &stats).0, 200);
     }
 
     #[test]
