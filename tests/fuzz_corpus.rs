@@ -65,6 +65,48 @@ fn handshake_seeds_parse_without_panicking() {
 }
 
 #[test]
+fn http_request_seeds_parse_the_same_at_every_split() {
+    for (path, data) in corpus("http_request") {
+        replay(&path, || {
+            drivers::http_request(&data);
+            if let [_, _, stream @ ..] = &data[..] {
+                for split in 0..=stream.len() {
+                    drivers::check_http_stream(stream, split);
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn http_seeds_parse_as_their_names_say() {
+    let stream = |name: &str| {
+        let data = fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/corpus/http_request")
+                .join(name),
+        )
+        .unwrap();
+        data[2..].to_vec()
+    };
+    let (requests, error) = drivers::parse_http_pieces(&[&stream("pipelined_get_and_post")]);
+    assert_eq!((requests.len(), error), (2, None));
+    assert_eq!(requests[1].body, b"hi");
+    let (requests, _) =
+        drivers::parse_http_pieces(&[&stream("chunked_with_extension_and_trailer")]);
+    assert_eq!(requests[0].body, b"abcde");
+    let status = |name| {
+        drivers::parse_http_pieces(&[&stream(name)])
+            .1
+            .map(|e| e.status)
+    };
+    assert_eq!(status("ambiguous_length_and_chunked"), Some(400));
+    assert_eq!(status("body_over_limit"), Some(413));
+    assert_eq!(status("head_too_large"), Some(431));
+    assert_eq!(status("gzip_encoding"), Some(501));
+}
+
+#[test]
 fn seeds_decode_as_their_names_say() {
     // A few spot checks that the seeds are what they claim, so the corpus cannot silently rot
     // into inputs the decoder rejects at the first byte.

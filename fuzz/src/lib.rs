@@ -6,6 +6,7 @@
 
 use std::ops::ControlFlow;
 
+use wspush::api::http::{self, HttpError, HttpRequest, Limits, Parsed};
 use wspush::protocol::handshake::{parse_request, MAX_HEADERS};
 use wspush::protocol::{Decoder, Event, Message, ProtocolError, Role};
 
@@ -17,6 +18,12 @@ pub const BYTEWISE_LIMIT: usize = 4096;
 
 /// Handshake size limits every input is parsed with: tiny, below and at the server default.
 pub const HANDSHAKE_LIMITS: [usize; 3] = [64, 2048, 8 << 10];
+
+/// Push API limits every HTTP input is parsed with: small, so the limits are within reach.
+pub const HTTP_LIMITS: Limits = Limits {
+    max_head: 1024,
+    max_body: 4096,
+};
 
 /// An owned copy of a decoder event, so decodes of the same stream can be compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,4 +140,73 @@ pub fn handshake(data: &[u8]) {
             ),
         }
     }
+}
+
+/// What a connection's pipelined HTTP input yielded: the requests answered in order, then the
+/// refusal that ended it, if any.
+pub type HttpOutcome = (Vec<HttpRequest>, Option<HttpError>);
+
+/// HTTP request target (the push API's parser). Input layout: bytes 0..2 (little-endian `u16`,
+/// modulo the stream length + 1) pick a split point; the rest is what a client sent on one
+/// connection, possibly several pipelined requests.
+pub fn http_request(data: &[u8]) {
+    let [lo, hi, stream @ ..] = data else {
+        return;
+    };
+    let split = usize::from(u16::from_le_bytes([*lo, *hi]));
+    check_http_stream(stream, split % (stream.len() + 1));
+}
+
+/// Parses `stream` whole, split in two at `split`, and (when short) one byte at a time, as the
+/// API reads it (the buffer grows, complete requests are taken off its front), and asserts every
+/// way yields the same requests and the same refusal.
+pub fn check_http_stream(stream: &[u8], split: usize) {
+    let (head, tail) = stream.split_at(split);
+    let whole = parse_http_pieces(&[stream]);
+    assert_eq!(
+        whole,
+        parse_http_pieces(&[head, tail]),
+        "whole vs split at {split}"
+    );
+    if stream.len() <= BYTEWISE_LIMIT {
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(whole, parse_http_pieces(&bytes), "whole vs byte at a time");
+    }
+}
+
+/// Feeds `pieces` to the parser the way the API does, and checks what a caller relies on.
+pub fn parse_http_pieces(pieces: &[&[u8]]) -> HttpOutcome {
+    let mut buffer = Vec::new();
+    let mut requests = Vec::new();
+    for piece in pieces {
+        buffer.extend_from_slice(piece);
+        loop {
+            match http::parse_request(&buffer, &HTTP_LIMITS) {
+                Ok(Parsed::Complete(request, used)) => {
+                    assert!(used > 0 && used <= buffer.len());
+                    assert!(
+                        request.body.len() <= HTTP_LIMITS.max_body,
+                        "body over the limit"
+                    );
+                    buffer.drain(..used);
+                    requests.push(request);
+                }
+                Ok(Parsed::Incomplete { head, .. }) => {
+                    if let Some(head) = head {
+                        assert!(head.body.is_empty(), "a head carries no body");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    assert!(
+                        matches!(error.status, 400 | 413 | 431 | 501),
+                        "unexpected status {}",
+                        error.status
+                    );
+                    return (requests, Some(error));
+                }
+            }
+        }
+    }
+    (requests, None)
 }
