@@ -143,6 +143,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_API_ALLOWED_HOSTS", value_delimiter = ',')]
     pub api_allowed_hosts: Vec<String>,
 
+    /// Most messages per second one client may send (bursts of twice that); faster clients are
+    /// closed with 1008. `off` for no limit; 100 suits browser clients of a public server.
+    #[arg(long, env = "WSPUSH_CLIENT_RATE", default_value = "off", value_parser = parse_rate)]
+    pub client_rate: Rate,
+
     /// Messages one connection may have dispatched per loop turn; the rest waits for its next
     /// turn (bounds the work one read can cause).
     #[arg(long, env = "WSPUSH_MAX_MESSAGES_PER_TURN", default_value_t = 64)]
@@ -220,6 +225,7 @@ impl Cli {
             close_timeout: self.close_timeout,
             group_grace: self.group_grace,
             shutdown_timeout: self.shutdown_timeout,
+            client_rate: self.client_rate.0,
             max_messages_per_turn: self.max_messages_per_turn,
             read_buffer_size: self.read_buffer_size,
             api: self.api_listen.0.map(|listen| ApiConfig {
@@ -283,6 +289,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A duration that can be switched off, for timers that are optional.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Switch(pub Option<Duration>);
+
+/// A message rate per second, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate(pub Option<u32>);
+
+/// Parses a rate such as `100`, or `off`.
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    match text.trim() {
+        "off" => Ok(Rate(None)),
+        number => number
+            .parse()
+            .map(|rate| Rate(Some(rate)))
+            .map_err(|_| format!("'{text}' is not a rate: messages per second, or off")),
+    }
+}
 
 /// Parses a duration, where `off` or `0` disables the feature.
 fn parse_optional_duration(text: &str) -> Result<Switch, String> {

@@ -71,6 +71,12 @@ pub struct Config {
     pub group_grace: Duration,
     /// Time shutdown waits for clients to acknowledge close 1001 before exiting. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Most data messages per second one client may send, as a token bucket holding up to
+    /// twice that (a burst); a client over it is closed with 1008 `rate limit exceeded`, and
+    /// the close is counted. `None`: no limit. Default `None`, since the reference protocol's
+    /// own clients and load tools send far more; 100 is a sensible value for browser clients
+    /// of a public server.
+    pub client_rate: Option<u32>,
     /// Messages (and pings) one connection may have dispatched per loop turn; what it sent
     /// beyond waits, undecoded, for its next turn, after everyone's output was flushed. Bounds
     /// the work one read can cause (a 64 KiB read can hold 6,553 `all:` frames). Default 64.
@@ -151,6 +157,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
+            client_rate: None,
             max_messages_per_turn: 64,
             read_buffer_size: 64 << 10,
             api: None,
@@ -239,6 +246,9 @@ impl Config {
                 "--max-send-buffer must be at least {MIN_SEND_BUFFER} bytes, or even the login \
                  answer may not fit"
             ));
+        }
+        if self.client_rate == Some(0) {
+            return fail("--client-rate must be at least 1 message per second (or off)".into());
         }
         if self.max_messages_per_turn == 0 {
             return fail("--max-messages-per-turn must be at least 1".into());

@@ -101,3 +101,32 @@ fn a_uid_with_a_trailing_newline_is_refused_with_the_rule_it_breaks() {
     client.send_text("alice");
     assert_eq!(client.expect_text(), "login success, your uid is alice");
 }
+
+#[test]
+fn a_client_over_the_client_rate_is_closed_with_1008() {
+    let server = BinaryServer::start(&["--client-rate", "5"]);
+    let mut flooder = RawClient::login(server.addr, "flooder");
+    let mut other = RawClient::login(server.addr, "other");
+    for _ in 0..100 {
+        flooder.send_text("other:spam");
+    }
+    let (code, reason) = flooder.expect_close();
+    assert_eq!((code, reason.as_str()), (Some(1008), "rate limit exceeded"));
+    // Everything the flooder got through was dispatched before its close; a marker sent now
+    // arrives after all of it.
+    let mut marker = RawClient::login(server.addr, "marker");
+    marker.send_text("other:done");
+    let mut delivered = 0;
+    loop {
+        match other.expect_text().as_str() {
+            "spam" => delivered += 1,
+            "done" => break,
+            unexpected => panic!("unexpected {unexpected:?}"),
+        }
+    }
+    // The burst is twice the rate; the login took one token.
+    assert!(
+        delivered <= 10,
+        "{delivered} messages got through a rate of 5/s"
+    );
+}

@@ -31,6 +31,7 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
             "in": stats.messages_in,
             "out": stats.messages_out,
             "dropped": stats.dropped_messages,
+            "rate_limited_clients": stats.rate_limited,
         },
         "bytes": { "in": stats.bytes_in, "out": stats.bytes_out },
         "io": {
@@ -121,6 +122,12 @@ pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
         "counter",
         "Messages dropped for slow consumers.",
         &one(stats.dropped_messages as f64),
+    );
+    metric(
+        "clients_rate_limited_total",
+        "counter",
+        "Clients closed for sending faster than the client rate.",
+        &one(stats.rate_limited as f64),
     );
     metric(
         "bytes_received_total",

@@ -98,6 +98,20 @@ pub(crate) struct Hub<T> {
     pub(crate) dead: Vec<usize>,
     /// A graceful shutdown is under way.
     shutting_down: bool,
+    /// Token buckets of the clients that sent lately (`Config::client_rate`), by slot; a
+    /// bucket that has refilled is dropped by the sweep, so quiet clients cost nothing here.
+    rates: HashMap<usize, Bucket>,
+}
+
+/// How long an empty bucket takes to fill up (its burst is twice the rate per second).
+const BUCKET_REFILL: Duration = Duration::from_secs(2);
+
+/// One client's message allowance.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    gen: u32,
+    tokens: f64,
+    at: Duration,
 }
 
 impl<T> Hub<T> {
@@ -117,6 +131,7 @@ impl<T> Hub<T> {
             closed: Vec::new(),
             dead: Vec::new(),
             shutting_down: false,
+            rates: HashMap::default(),
         }
     }
 
@@ -194,8 +209,45 @@ impl<T> Hub<T> {
         key
     }
 
+    /// Takes one message's worth from `key`'s allowance (`Config::client_rate`); false if the
+    /// client is over it.
+    pub(crate) fn take_token(&mut self, key: usize, now: Duration) -> bool {
+        let Some(rate) = self.config.client_rate else {
+            return true;
+        };
+        let (rate, burst) = (f64::from(rate), 2.0 * f64::from(rate));
+        let gen = self.conns[key].gen;
+        let bucket = self.rates.entry(key).or_insert(Bucket {
+            gen,
+            tokens: burst,
+            at: now,
+        });
+        if bucket.gen != gen {
+            *bucket = Bucket {
+                gen,
+                tokens: burst,
+                at: now,
+            };
+        }
+        let refill = now.saturating_sub(bucket.at).as_secs_f64() * rate;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        true
+    }
+
+    /// Token buckets held (for tests of their cleanup).
+    #[cfg(test)]
+    pub(crate) fn rates_held_for_tests(&self) -> usize {
+        self.rates.len()
+    }
+
     /// Removes a dead connection's record and returns its transport, for deregistration.
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
+        self.rates.remove(&key);
         let conn = self.conns.try_remove(key)?;
         self.queued_total -= conn.outbox.cost();
         if conn.has(OVERFLOW) {
@@ -648,6 +700,12 @@ impl<T> Hub<T> {
         let grace = self.config.group_grace;
         self.groups
             .expire(|offline_since| elapsed(offline_since, grace));
+        if !self.rates.is_empty() {
+            // A bucket holds twice the rate, so it is full again two seconds after it was last
+            // drawn on, whatever the rate: then it holds nothing worth keeping.
+            self.rates
+                .retain(|_, bucket| now.saturating_sub(bucket.at) < BUCKET_REFILL);
+        }
         for (key, action) in due {
             match action {
                 Timeout::Handshake => self.reject(key, 408, "handshake timed out", now),

@@ -24,6 +24,8 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Messages dropped because the recipient's send queue was full.
     pub dropped_messages: u64,
+    /// Clients closed for sending faster than `Config::client_rate`.
+    pub rate_limited: u64,
     /// Closed open connections, by close code (1006 when the peer vanished).
     pub closes: BTreeMap<u16, u64>,
     /// Push API requests answered, by HTTP status.

@@ -29,7 +29,7 @@ use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
 use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
 use crate::protocol::http::first_header;
-use crate::protocol::Event as Frame;
+use crate::protocol::{CloseCode, Event as Frame};
 use crate::{Config, Handler};
 
 /// Reads of the shared buffer one connection gets per turn before others have theirs.
@@ -500,6 +500,11 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
     let result = decoder.decode(input, max_message, |event| match event {
         Frame::Message(message) => {
             hub.stats.messages_in += 1;
+            if !hub.take_token(key, now) {
+                hub.stats.rate_limited += 1;
+                hub.close(key, CloseCode::POLICY, "rate limit exceeded", now);
+                return ControlFlow::Break(());
+            }
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
             budget -= 1;
             if hub.conns[key].state == State::Open && budget > 0 {

@@ -506,3 +506,45 @@ impl WebSocket {
         !self.ready.is_empty()
     }
 }
+
+#[test]
+fn a_client_over_its_message_rate_is_closed_with_1008_and_counted() {
+    let config = Config {
+        client_rate: Some(10),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    // A burst of twice the rate goes through...
+    for _ in 0..20 {
+        harness.send(key, &fake, &frame(1, b"x"));
+    }
+    assert_eq!(fake.take_written(), text("x").repeat(20));
+    // ...and a second later ten more.
+    harness.advance(ms(1000));
+    for _ in 0..10 {
+        harness.send(key, &fake, &frame(1, b"y"));
+    }
+    assert_eq!(fake.take_written(), text("y").repeat(10));
+    // The next one is over.
+    harness.send(key, &fake, &frame(1, b"z"));
+    let written = fake.take_written();
+    assert_eq!(&written[..4], b"\x88\x15\x03\xf0", "close 1008");
+    assert!(written.ends_with(b"rate limit exceeded"));
+    assert_eq!(harness.hub.stats.rate_limited, 1);
+}
+
+#[test]
+fn quiet_clients_hold_no_rate_state() {
+    let config = Config {
+        client_rate: Some(10),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    harness.send(key, &fake, &frame(1, b"x"));
+    assert!(harness.hub.rates_held_for_tests() == 1);
+    // Two seconds later the bucket would be full again: the sweep drops it.
+    harness.advance(ms(2100));
+    assert_eq!(harness.hub.rates_held_for_tests(), 0);
+}
