@@ -68,10 +68,12 @@ fn handshake_seeds_parse_without_panicking() {
 fn http_request_seeds_parse_the_same_at_every_split() {
     for (path, data) in corpus("http_request") {
         replay(&path, || {
+            // The seed's own split, and byte at a time, as the fuzz target runs it...
             drivers::http_request(&data);
+            // ...and every other split point.
             if let [_, _, stream @ ..] = &data[..] {
                 for split in 0..=stream.len() {
-                    drivers::check_http_stream(stream, split);
+                    drivers::check_http_split(stream, split);
                 }
             }
         });

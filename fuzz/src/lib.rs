@@ -161,6 +161,16 @@ pub fn http_request(data: &[u8]) {
 /// API reads it (the buffer grows, complete requests are taken off its front), and asserts every
 /// way yields the same requests and the same refusal.
 pub fn check_http_stream(stream: &[u8], split: usize) {
+    let whole = check_http_split(stream, split);
+    if stream.len() <= BYTEWISE_LIMIT {
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(whole, parse_http_pieces(&bytes), "whole vs byte at a time");
+    }
+}
+
+/// Parses `stream` whole and split in two at `split`, asserts both give the same, and returns
+/// what the whole stream gave.
+pub fn check_http_split(stream: &[u8], split: usize) -> HttpOutcome {
     let (head, tail) = stream.split_at(split);
     let whole = parse_http_pieces(&[stream]);
     assert_eq!(
@@ -168,10 +178,7 @@ pub fn check_http_stream(stream: &[u8], split: usize) {
         parse_http_pieces(&[head, tail]),
         "whole vs split at {split}"
     );
-    if stream.len() <= BYTEWISE_LIMIT {
-        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(whole, parse_http_pieces(&bytes), "whole vs byte at a time");
-    }
+    whole
 }
 
 /// Feeds `pieces` to the parser the way the API does, and checks what a caller relies on.

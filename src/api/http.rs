@@ -93,7 +93,11 @@ const MAX_CHUNK_LINE: usize = 1024;
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let head_len = match parsed.parse(buf) {
+    // Only the bytes the head may span are parsed: the answer to a head over the limit is 431
+    // however the bytes arrived, not 400 when a malformed byte past the limit came in the same
+    // read.
+    let window = &buf[..buf.len().min(limits.max_head + 1)];
+    let head_len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_head => len,
         Ok(httparse::Status::Complete(_)) => return Err(HEAD_TOO_LARGE),
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head => return Err(HEAD_TOO_LARGE),

@@ -65,7 +65,10 @@ pub fn parse_request<'h, 'b>(
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Result<Option<UpgradeRequest<'h, 'b>>, HandshakeError> {
     let mut request = httparse::Request::new(headers);
-    let len = match request.parse(buf) {
+    // Only the bytes the request may span are parsed, so the answer to one over the limit is
+    // 431 however its bytes arrived.
+    let window = &buf[..buf.len().min(max_len)];
+    let len = match request.parse(window) {
         Ok(httparse::Status::Complete(len)) if len <= max_len => len,
         Ok(httparse::Status::Complete(_)) => return Err(TOO_LARGE),
         Ok(httparse::Status::Partial) if buf.len() >= max_len => return Err(TOO_LARGE),
