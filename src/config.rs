@@ -57,8 +57,9 @@ pub struct Config {
     /// over half of this. Default 1 MiB.
     pub max_send_buffer: usize,
     /// Cap on the sum of every connection's queue, counted the same way (a frame shared by many
-    /// queues is charged to each). Past it, connections that are behind (their queue not
-    /// empty) get the slow-consumer policy for new messages; connections that keep up are still
+    /// queues is charged to each, so this overstates memory for big broadcasts). Past it,
+    /// connections that are behind (their socket refused bytes and their queue is not empty)
+    /// get the slow-consumer policy for new messages; connections that keep up are still
     /// served. Default 1 GiB.
     pub max_total_send_buffer: usize,
     /// What to do with a message that would overflow `max_send_buffer`. Default `Drop`.

@@ -21,6 +21,9 @@ fn main() -> ExitCode {
              any uid with it; set a real secret or unset it"
                 .to_owned(),
         ),
+        (Mode::Push, Some(_)) if cli.auth_max_ttl.is_zero() => Err("--auth-max-ttl must be \
+             longer than 0: no login URL could be valid"
+            .to_owned()),
         (Mode::Echo, Some(_)) => Err("--auth-secret has no effect in echo mode, which has no \
              logins; use --mode push or drop the secret"
             .to_owned()),

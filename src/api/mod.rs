@@ -68,9 +68,12 @@ struct ApiConn<T> {
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
-    /// When the current request's first byte arrived, or a response last went out: the
-    /// request timeout and the idle timeout run from here.
+    /// When a response last went out, or the connection opened: the idle timeout runs from
+    /// here.
     since: Tick,
+    /// When the first byte of the request now buffered arrived: the request timeout runs from
+    /// here, however its bytes trickle in and however slowly earlier answers are read.
+    request_since: Tick,
     continue_sent: bool,
     /// The current request's head passed `routes::precheck`.
     head_checked: bool,
@@ -202,7 +205,7 @@ impl<T: Transport> Api<T> {
                     // closing does not count as progress either.
                     if !conn.write_shut && !conn.closing {
                         if conn.input.is_empty() {
-                            conn.since = tick(cx.now);
+                            conn.request_since = tick(cx.now);
                         }
                         conn.input.extend_from_slice(&cx.scratch[..n]);
                     }
@@ -267,10 +270,16 @@ impl<T: Transport> Api<T> {
         let timeout = self.config.timeout;
         let (mut expired, mut answered) = (Vec::new(), Vec::new());
         for (key, conn) in &mut self.conns {
-            if !has_elapsed(conn.since, cx.now, timeout) {
+            let waiting_for_a_request = conn.input.is_empty() || conn.write_shut || conn.closing;
+            let since = if waiting_for_a_request {
+                conn.since
+            } else {
+                conn.request_since
+            };
+            if !has_elapsed(since, cx.now, timeout) {
                 continue;
             }
-            if conn.write_shut || conn.closing || conn.input.is_empty() {
+            if waiting_for_a_request {
                 expired.push(key);
             } else {
                 let reply = Reply::error(408, "request not completed in time");
@@ -401,6 +410,7 @@ impl<T: Transport> ApiConn<T> {
             output: Vec::new(),
             written: 0,
             since: now,
+            request_since: now,
             continue_sent: false,
             head_checked: false,
             closing: false,
@@ -432,6 +442,8 @@ impl<T: Transport> ApiConn<T> {
                     self.input.drain(..used);
                     self.continue_sent = false;
                     self.head_checked = false;
+                    // A request pipelined behind this one starts its clock now.
+                    self.request_since = tick(cx.now);
                     let mut reply = routes::handle(&mut cx.context(), api, &request);
                     if request.method == "HEAD" {
                         // RFC 9112 §6.3: a HEAD response ends after its headers; Content-Length
@@ -446,7 +458,8 @@ impl<T: Transport> ApiConn<T> {
                 }) => {
                     // A request that will be refused is refused before its body is read.
                     if let Some(head) = head.filter(|_| !self.head_checked) {
-                        if let Err(refusal) = routes::precheck(api, &head) {
+                        if let Err(mut refusal) = routes::precheck(&cx.context(), api, &head) {
+                            refusal.omit_body = head.method == "HEAD";
                             self.respond(cx.hub, refusal, false);
                             return;
                         }

@@ -88,16 +88,8 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
         return Reply::error(404, format!("no route for {}", request.path()));
     };
     let method = effective_method(request);
-    let delivers = matches!(
-        endpoint,
-        Endpoint::Send(_) | Endpoint::Broadcast | Endpoint::GroupSend(_) | Endpoint::Batch
-    );
-    if delivers && ctx.is_shutting_down() {
-        // Every connection is closing: a delivery would reach nobody, and "0 connections" would
-        // read as "user offline". Say so, and when to try again (another node, or this one
-        // restarted).
-        return Reply::json(503, &json!({ "error": "shutting down; deliver elsewhere" }))
-            .with_header("Retry-After", SHUTDOWN_RETRY_AFTER.to_owned());
+    if let Err(refusal) = refuse_during_shutdown(ctx, &endpoint) {
+        return refusal;
     }
     let result = match endpoint {
         Endpoint::Send(uid) => send(ctx, uid, request),
@@ -132,8 +124,34 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
 /// Checks a request whose head is complete, before its body is read (and before `100
 /// Continue`): who may ask, whether the route exists, whether the method fits. The refusals
 /// are the same as `handle` would give, sent without waiting for a body nobody will read.
-pub(crate) fn precheck(api: &ApiConfig, head: &HttpRequest) -> Result<(), Reply> {
-    admit(api, head).map(drop)
+pub(crate) fn precheck(
+    ctx: &Context<'_>,
+    api: &ApiConfig,
+    head: &HttpRequest,
+) -> Result<(), Reply> {
+    let segments = admit(api, head)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match route(&segments) {
+        Some((_, endpoint)) => refuse_during_shutdown(ctx, &endpoint),
+        None => Ok(()),
+    }
+}
+
+/// Deliveries during a shutdown: every connection is closing, so a delivery would reach
+/// nobody, and "0 connections" would read as "user offline". Say so, and when to try again
+/// (another node, or this one restarted).
+fn refuse_during_shutdown(ctx: &Context<'_>, endpoint: &Endpoint<'_>) -> Result<(), Reply> {
+    let delivers = matches!(
+        endpoint,
+        Endpoint::Send(_) | Endpoint::Broadcast | Endpoint::GroupSend(_) | Endpoint::Batch
+    );
+    if delivers && ctx.is_shutting_down() {
+        return Err(
+            Reply::json(503, &json!({ "error": "shutting down; deliver elsewhere" }))
+                .with_header("Retry-After", SHUTDOWN_RETRY_AFTER.to_owned()),
+        );
+    }
+    Ok(())
 }
 
 /// Who may ask, the route and the method; on success the decoded path segments.

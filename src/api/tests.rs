@@ -219,3 +219,34 @@ fn a_request_trickled_a_byte_at_a_time_still_times_out_from_its_first_byte() {
     harness.advance(Duration::from_millis(50));
     assert!(text(&fake).starts_with("HTTP/1.1 408 "));
 }
+
+#[test]
+fn a_head_request_refused_early_gets_no_body() {
+    let mut harness = Harness::new(ApiConfig::default());
+    let (key, fake) = harness.connect();
+    harness.send(
+        key,
+        &fake,
+        b"HEAD /send/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n",
+        false,
+    );
+    let answer = text(&fake);
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "no body after the head: {answer}"
+    );
+}
+
+#[test]
+fn during_a_shutdown_a_delivery_gets_503_instead_of_100_continue() {
+    let mut harness = Harness::new(ApiConfig::default());
+    harness.hub.close_all(Duration::ZERO);
+    let (key, fake) = harness.connect();
+    let head = b"POST /send/a HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n";
+    harness.send(key, &fake, head, false);
+    let answer = text(&fake);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(!answer.contains("100 Continue"));
+    assert!(answer.contains("\r\nRetry-After: 5\r\n"));
+}

@@ -875,7 +875,11 @@ fn offer<T>(
     }
     let queued = conn.outbox.cost();
     let cost = frame.len() + FRAME_OVERHEAD;
-    if queued > 0 && (queued + cost > limits.per_conn || *limits.total + cost > limits.all_conns) {
+    // The total cap is for connections that are really behind, whose socket refused bytes: a
+    // queue that only holds this turn's earlier messages is written out in this turn's flush
+    // (and a shared broadcast frame is counted once per queue, so the total overstates it).
+    let over_total = conn.has(BLOCKED) && *limits.total + cost > limits.all_conns;
+    if queued > 0 && (queued + cost > limits.per_conn || over_total) {
         return Offered::OverLimit;
     }
     *limits.total += cost;

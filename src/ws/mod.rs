@@ -47,6 +47,9 @@ pub(crate) struct WebSocket {
     gate: AcceptGate,
     /// Connections with unread input left for the next turn.
     ready: Vec<usize>,
+    /// Connections whose message budget ran out this iteration: they get their next turn
+    /// after the flush, not in this iteration's extra read passes.
+    deferred: Vec<usize>,
     sweeps: SweepTimer,
 }
 
@@ -69,6 +72,7 @@ impl WebSocket {
             listener,
             gate: AcceptGate::new("WebSocket"),
             ready: Vec::new(),
+            deferred: Vec::new(),
             sweeps: SweepTimer::quarter_of(shortest),
         }
     }
@@ -92,6 +96,25 @@ impl WebSocket {
                 continue;
             }
             hub.insert(stream, peer, over_limit, cx.now);
+        }
+    }
+
+    /// Gives `key` its next turn after this iteration's flush.
+    fn defer<T>(&mut self, hub: &mut Hub<T>, key: usize) {
+        let conn = &mut hub.conns[key];
+        if !conn.has(IN_READY) {
+            conn.set(IN_READY);
+            self.deferred.push(key);
+        }
+    }
+
+    /// Makes the connections deferred this iteration ready for the next one.
+    fn release_deferred<T>(&mut self, hub: &mut Hub<T>) {
+        for key in std::mem::take(&mut self.deferred) {
+            if let Some(conn) = hub.conns.get_mut(key) {
+                conn.clear(IN_READY);
+                self.mark_ready(hub, key);
+            }
         }
     }
 
@@ -152,16 +175,27 @@ impl WebSocket {
     }
 
     fn read_conn<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
+        let conn = &cx.hub.conns[key];
+        if conn.state == State::Open && cx.hub.should_pause_reading(key) {
+            return;
+        }
+        // One budget for this turn, across the backlog and every read.
+        let mut budget = cx.hub.config.max_messages_per_turn;
         // Frames left from the last turn come first; while some remain, the socket waits.
         let conn = &cx.hub.conns[key];
         if conn.state == State::Open
             && conn.spill.is_some()
-            && dispatch_backlog(cx.hub, cx.handler, key, cx.now)
+            && dispatch_backlog(cx.hub, cx.handler, key, cx.now, &mut budget)
         {
-            self.mark_ready(cx.hub, key);
+            self.defer(cx.hub, key);
             return;
         }
         for _ in 0..READS_PER_TURN {
+            if budget == 0 {
+                // Spent exactly: whatever else arrived waits for the next turn.
+                self.defer(cx.hub, key);
+                return;
+            }
             let conn = &mut cx.hub.conns[key];
             if conn.state == State::Dead || !conn.has(READABLE) {
                 return;
@@ -179,9 +213,9 @@ impl WebSocket {
                 }
                 Ok(n) => {
                     cx.hub.record_read(key, n, cx.now);
-                    if on_bytes(cx, key, n) {
+                    if on_bytes(cx, key, n, &mut budget) {
                         // The message budget ran out: the rest waits for the next turn.
-                        self.mark_ready(cx.hub, key);
+                        self.defer(cx.hub, key);
                         return;
                     }
                     // A short read emptied the receive queue; data arriving later raises a new
@@ -243,6 +277,8 @@ impl WebSocket {
         if hub.dirty.is_empty() {
             hub.dirty = dirty;
         }
+        // Everyone's output is out: connections that spent their budget may go on.
+        self.release_deferred(hub);
     }
 
     fn after_write<T: Transport>(
@@ -322,7 +358,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {
-        !self.ready.is_empty() || !hub.dirty.is_empty()
+        !self.ready.is_empty() || !self.deferred.is_empty() || !hub.dirty.is_empty()
     }
 
     fn begin_drain(&mut self, cx: &mut Cx<'_, H>) {
@@ -339,9 +375,14 @@ impl<H: Handler> Endpoint<H> for WebSocket {
 
 /// Hands bytes just read into the shared buffer to the connection's current stage; true if
 /// some were left for the next turn (the message budget ran out).
-fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) -> bool {
+fn on_bytes<H: Handler, T: 'static>(
+    cx: &mut Cx<'_, H, T>,
+    key: usize,
+    n: usize,
+    budget: &mut usize,
+) -> bool {
     match cx.hub.conns[key].state {
-        State::Handshake => on_handshake_bytes(cx, key, n),
+        State::Handshake => on_handshake_bytes(cx, key, n, budget),
         State::Open => {
             let Cx {
                 hub,
@@ -350,7 +391,7 @@ fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize)
                 now,
                 ..
             } = cx;
-            dispatch_within_budget(hub, *handler, key, &mut scratch[..n], *now)
+            dispatch_within_budget(hub, *handler, key, &mut scratch[..n], *now, budget)
         }
         // Closing or draining: input is read only to see the peer's close; discard it.
         _ => false,
@@ -359,7 +400,12 @@ fn on_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize)
 
 /// Parses the upgrade request; once it is complete, opens the connection and dispatches the
 /// frames pipelined behind it. True if some of those were left for the next turn.
-fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize, n: usize) -> bool {
+fn on_handshake_bytes<H: Handler, T: 'static>(
+    cx: &mut Cx<'_, H, T>,
+    key: usize,
+    n: usize,
+    budget: &mut usize,
+) -> bool {
     let now = cx.now;
     let max_len = cx.hub.config.max_handshake_size;
     let Some(mut head) = cx.hub.conns[key].spill.take() else {
@@ -434,6 +480,7 @@ fn on_handshake_bytes<H: Handler, T: 'static>(cx: &mut Cx<'_, H, T>, key: usize,
             key,
             &mut head.bytes[request_len..],
             now,
+            budget,
         );
     }
     false
@@ -447,8 +494,9 @@ fn dispatch_within_budget<H: Handler, T: 'static>(
     key: usize,
     input: &mut [u8],
     now: Duration,
+    budget: &mut usize,
 ) -> bool {
-    let used = decode_and_dispatch(hub, handler, key, input, now);
+    let used = decode_and_dispatch(hub, handler, key, input, now, budget);
     if used == input.len() || hub.conns[key].state != State::Open {
         return false;
     }
@@ -471,11 +519,12 @@ fn dispatch_backlog<H: Handler, T: 'static>(
     handler: &mut H,
     key: usize,
     now: Duration,
+    budget: &mut usize,
 ) -> bool {
     let Some(mut backlog) = hub.conns[key].spill.take() else {
         return false;
     };
-    let used = decode_and_dispatch(hub, handler, key, &mut backlog.bytes, now);
+    let used = decode_and_dispatch(hub, handler, key, &mut backlog.bytes, now, budget);
     if used == backlog.bytes.len() || hub.conns[key].state != State::Open {
         return false;
     }
@@ -492,10 +541,10 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
     key: usize,
     input: &mut [u8],
     now: Duration,
+    budget: &mut usize,
 ) -> usize {
     let id = hub.id_of(key);
     let max_message = hub.config.max_message_size;
-    let mut budget = hub.config.max_messages_per_turn;
     let mut decoder = std::mem::take(&mut hub.conns[key].decoder);
     let result = decoder.decode(input, max_message, |event| match event {
         Frame::Message(message) => {
@@ -506,8 +555,8 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
                 return ControlFlow::Break(());
             }
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
-            budget -= 1;
-            if hub.conns[key].state == State::Open && budget > 0 {
+            *budget -= 1;
+            if hub.conns[key].state == State::Open && *budget > 0 {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())
@@ -515,8 +564,8 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
         }
         Frame::Ping(payload) => {
             hub.pong(key, payload);
-            budget -= 1;
-            if budget > 0 {
+            *budget -= 1;
+            if *budget > 0 {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())

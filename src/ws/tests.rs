@@ -548,3 +548,25 @@ fn quiet_clients_hold_no_rate_state() {
     harness.advance(ms(2100));
     assert_eq!(harness.hub.rates_held_for_tests(), 0);
 }
+
+#[test]
+fn the_message_budget_spans_every_read_of_a_turn() {
+    let config = Config {
+        max_messages_per_turn: 5,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, _) = harness.open("");
+    // Two 2,048-byte frames per 4,096-byte read: a budget counted per read would let all ten
+    // through in one turn.
+    let mut burst = Vec::new();
+    for _ in 0..10 {
+        burst.extend([0x82, 0x80 | 126, 0x07, 0xf8, 0, 0, 0, 0]);
+        burst.extend([b'x'; 2040]);
+    }
+    harness.send(key, &fake, &burst);
+    let echo_len = 4 + 2040;
+    assert_eq!(fake.take_written().len(), 5 * echo_len);
+    harness.iterate();
+    assert_eq!(fake.take_written().len(), 5 * echo_len);
+}
