@@ -387,7 +387,8 @@ impl<T> Hub<T> {
             Recipients::All => {
                 let frame = encode_message(message);
                 for (key, conn) in conns.iter_mut() {
-                    if conn.uid.is_some() {
+                    // Closing connections keep their uid for `on_close`; they are not recipients.
+                    if conn.uid.is_some() && conn.state == State::Open {
                         fanout.record(key, offer(conn, key, frame.clone(), limits, dirty, stats));
                     }
                 }

@@ -175,6 +175,24 @@ fn fan_out_counts_connections_per_uid_group_and_everyone() {
 }
 
 #[test]
+fn a_broadcast_does_not_count_closing_connections_as_dropped() {
+    let mut hub = hub(quiet());
+    let alice = open_conn(&mut hub, ms(0));
+    let bob = open_conn(&mut hub, ms(0));
+    hub.bind_uid(alice, "alice", ms(0));
+    hub.bind_uid(bob, "bob", ms(0));
+    hub.close(bob.key(), CloseCode::NORMAL, "", ms(1));
+    let delivery = hub.deliver(Recipients::All, Message::Text("hi"), ms(2));
+    assert_eq!(
+        delivery,
+        Delivery {
+            queued: 1,
+            dropped: 0
+        }
+    );
+}
+
+#[test]
 fn a_full_queue_drops_or_closes_by_policy() {
     for policy in [SlowConsumerPolicy::Drop, SlowConsumerPolicy::Close] {
         let mut hub = hub(Config {
