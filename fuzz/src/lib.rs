@@ -202,6 +202,10 @@ pub fn parse_http_pieces(pieces: &[&[u8]]) -> HttpOutcome {
                     if let Some(head) = head {
                         assert!(head.body.is_empty(), "a head carries no body");
                     }
+                    // What a request may buffer: its head, its framing (chunk lines and
+                    // trailers, at most the head limit), its body, one partial line.
+                    let bound = 2 * HTTP_LIMITS.max_head + HTTP_LIMITS.max_body + 1024 + 2;
+                    assert!(buffer.len() <= bound, "{} bytes buffered", buffer.len());
                     break;
                 }
                 Err(error) => {

@@ -212,6 +212,15 @@ fn parse_length(value: &[u8]) -> Result<usize, HttpError> {
 fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
     let mut body = Vec::new();
     let mut pos = 0;
+    // Chunk lines, extensions, CRLFs and trailers: bytes that are not body may add up to at
+    // most `max_head`, so that what a request buffers stays under head + body limits.
+    let framing_ok = |pos: usize, body: &Vec<u8>| {
+        if pos - body.len() > limits.max_head {
+            Err(refuse(413, "chunked framing too large"))
+        } else {
+            Ok(())
+        }
+    };
     loop {
         let Some(line_len) = find_crlf(&buf[pos..], MAX_CHUNK_LINE)? else {
             return Ok(None);
@@ -223,6 +232,7 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)
             .and_then(|s| usize::from_str_radix(s, 16).ok())
             .ok_or(refuse(400, "invalid chunk size"))?;
         pos += line_len + 2;
+        framing_ok(pos, &body)?;
         if size == 0 {
             // Trailer fields, ignored, then the blank line.
             loop {
@@ -230,6 +240,7 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)
                     return Ok(None);
                 };
                 pos += len + 2;
+                framing_ok(pos, &body)?;
                 if len == 0 {
                     return Ok(Some((body, pos)));
                 }
@@ -246,6 +257,7 @@ fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)
         }
         body.extend_from_slice(&chunk[..size]);
         pos += size + 2;
+        framing_ok(pos, &body)?;
     }
 }
 
@@ -377,6 +389,24 @@ mod tests {
             413
         );
         assert_eq!(status(b"NOT HTTP\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn chunked_framing_beyond_the_head_limit_is_refused() {
+        // Endless trailer lines.
+        let mut trailers = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+        for _ in 0..100 {
+            trailers.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(parse_request(&trailers, &LIMITS).unwrap_err().status, 413);
+        // One byte of body per chunk, each with a long extension.
+        let mut extensions = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..10 {
+            extensions.extend_from_slice(b"1;ext=");
+            extensions.extend_from_slice(&[b'e'; 200]);
+            extensions.extend_from_slice(b"\r\nx\r\n");
+        }
+        assert_eq!(parse_request(&extensions, &LIMITS).unwrap_err().status, 413);
     }
 
     #[test]
