@@ -11,6 +11,18 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
+/// The binary without timers, with `send_cap` as the per-connection send cap.
+fn quiet_server(send_cap: &str) -> BinaryServer {
+    BinaryServer::start(&[
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+        "--max-send-buffer",
+        send_cap,
+    ])
+}
+
 /// Writes `burst` over and over until `limit` bytes are out or the server stops reading (a
 /// write makes no progress for a while: its reading is paused and TCP pushed back).
 fn flood(client: &mut RawClient, burst: &[u8], limit: usize) -> usize {
@@ -31,14 +43,7 @@ fn flood(client: &mut RawClient, burst: &[u8], limit: usize) -> usize {
 
 #[test]
 fn empty_ping_floods_are_held_to_the_send_cap() {
-    let server = BinaryServer::start(&[
-        "--ping-interval",
-        "off",
-        "--idle-timeout",
-        "off",
-        "--max-send-buffer",
-        "1MiB",
-    ]);
+    let server = quiet_server("1MiB");
     let mut flooders: Vec<RawClient> = (0..5)
         .map(|i| RawClient::login(server.addr, &format!("pinger{i}")))
         .collect();
@@ -70,14 +75,7 @@ fn empty_ping_floods_are_held_to_the_send_cap() {
 
 #[test]
 fn tiny_frames_for_a_client_that_never_reads_are_held_to_its_cap() {
-    let server = BinaryServer::start(&[
-        "--ping-interval",
-        "off",
-        "--idle-timeout",
-        "off",
-        "--max-send-buffer",
-        "1MiB",
-    ]);
+    let server = quiet_server("1MiB");
     let _victim = RawClient::login(server.addr, "v");
     let mut sender = RawClient::login(server.addr, "sender");
     let mut healthy = RawClient::login(server.addr, "healthy");
@@ -102,14 +100,7 @@ fn tiny_frames_for_a_client_that_never_reads_are_held_to_its_cap() {
 
 #[test]
 fn an_all_flood_at_receivers_that_never_read_is_held_to_the_caps() {
-    let server = BinaryServer::start(&[
-        "--ping-interval",
-        "off",
-        "--idle-timeout",
-        "off",
-        "--max-send-buffer",
-        "64KiB",
-    ]);
+    let server = quiet_server("64KiB");
     let receivers: Vec<RawClient> = (0..300)
         .map(|i| RawClient::login(server.addr, &format!("r{i}")))
         .collect();
