@@ -47,6 +47,12 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLIENT_ROUTING", value_enum)]
     pub client_routing: Option<Routing>,
 
+    /// With --auth-secret: how a bad login URL is refused: `http` (403 and the reason) or
+    /// `close` (the handshake completes, then close 4000 malformed / 4001 expired / 4003 bad
+    /// signature with the reason, which a browser's WebSocket can read).
+    #[arg(long, env = "WSPUSH_LOGIN_REFUSAL", value_enum, default_value_t = LoginRefusal::Http)]
+    pub login_refusal: LoginRefusal,
+
     /// With --auth-secret: refuse login URLs that expire further ahead than this (a URL is a
     /// bearer credential, and one minted with milliseconds would last ~50,000 years).
     #[arg(long, env = "WSPUSH_AUTH_MAX_TTL", default_value = "1h", value_parser = parse_duration)]
@@ -165,6 +171,15 @@ pub enum Mode {
     Push,
     /// Echo every message back unchanged (for conformance suites and load tools).
     Echo,
+}
+
+/// How a bad signed login is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoginRefusal {
+    /// HTTP 403 with the reason.
+    Http,
+    /// Complete the handshake, then close with a 4xxx code and the reason.
+    Close,
 }
 
 /// What clients may send to others.

@@ -45,7 +45,7 @@ pub use hub::registry;
 pub use hub::stats::{Gauges, Stats};
 pub use hub::Delivery;
 pub use protocol::{CloseCode, Message};
-pub use push::{ClientRouting, PushProtocol, DEFAULT_AUTH_MAX_TTL};
+pub use push::{refusal_code, ClientRouting, PushProtocol, DEFAULT_AUTH_MAX_TTL};
 pub use reactor::{BindError, Server, ServerHandle};
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
 

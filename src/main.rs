@@ -9,7 +9,7 @@ use clap::Parser;
 use log::{error, info};
 use wspush::{Config, Echo, Handler, PushProtocol, Server};
 
-use crate::cli::{Cli, Mode};
+use crate::cli::{Cli, LoginRefusal, Mode};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -37,6 +37,9 @@ fn main() -> ExitCode {
             });
             if let Some(routing) = cli.client_routing {
                 handler = handler.with_routing(routing.policy());
+            }
+            if cli.login_refusal == LoginRefusal::Close {
+                handler = handler.with_login_refusal_by_close();
             }
             let routing = handler.routing().describe();
             let logins = match secret {

@@ -14,7 +14,8 @@
 //! [`ClientRouting`] decides what clients may send to others: everything (the default without
 //! signed logins), uids only, or nothing (the default with signed logins).
 
-use crate::auth::{unix_now, verify_login};
+use crate::auth::{unix_now, verify_login, LoginError};
+use crate::protocol::CloseCode;
 use crate::protocol::Message;
 use crate::uid::{validate_uid, BROADCAST_RECIPIENT};
 use crate::{Accept, ConnId, Context, Handler, Rejection, Request};
@@ -47,6 +48,20 @@ pub struct PushProtocol {
     auth_secret: Option<Vec<u8>>,
     auth_max_ttl: u64,
     routing: ClientRouting,
+    close_refused_logins: bool,
+}
+
+/// The close code a refused signed login gets with `with_login_refusal_by_close`: 4001 the
+/// URL expired (or expires too far ahead: mint a fresh one), 4003 the signature does not match
+/// (forged, or signed with another secret), 4000 the URL is malformed or incomplete.
+pub fn refusal_code(error: &LoginError) -> CloseCode {
+    match error {
+        LoginError::Expired | LoginError::TooFarAhead => CloseCode(4001),
+        LoginError::BadSignature => CloseCode(4003),
+        LoginError::Missing(_) | LoginError::Malformed(_) | LoginError::InvalidUid(_) => {
+            CloseCode(4000)
+        }
+    }
 }
 
 /// The longest a signed login URL may be valid ahead, by default: one hour.
@@ -58,6 +73,7 @@ impl Default for PushProtocol {
             auth_secret: None,
             auth_max_ttl: DEFAULT_AUTH_MAX_TTL.as_secs(),
             routing: ClientRouting::All,
+            close_refused_logins: false,
         }
     }
 }
@@ -95,6 +111,14 @@ impl PushProtocol {
         self
     }
 
+    /// Refuses bad signed logins by completing the handshake and closing with a 4xxx code
+    /// ([`refusal_code`]) and the reason, instead of an HTTP 403 that a browser's `WebSocket`
+    /// cannot see (it reports only a failed connection).
+    pub fn with_login_refusal_by_close(mut self) -> Self {
+        self.close_refused_logins = true;
+        self
+    }
+
     /// What clients may send to others.
     pub fn routing(&self) -> ClientRouting {
         self.routing
@@ -118,8 +142,15 @@ impl Handler for PushProtocol {
             return Ok(Accept::default());
         };
         let query = request.query().unwrap_or("");
-        let uid = verify_login(secret, query, unix_now(), self.auth_max_ttl)
-            .map_err(|error| Rejection::new(403, error.to_string()))?;
+        let uid = match verify_login(secret, query, unix_now(), self.auth_max_ttl) {
+            Ok(uid) => uid,
+            Err(error) if self.close_refused_logins => {
+                // A browser cannot read a handshake's HTTP status; it can read a close code.
+                ctx.close(conn, refusal_code(&error), &error.to_string());
+                return Ok(Accept::default());
+            }
+            Err(error) => return Err(Rejection::new(403, error.to_string())),
+        };
         ctx.bind_uid(conn, &uid);
         ctx.send(conn, format!("login success, your uid is {uid}").as_str());
         Ok(Accept::default())

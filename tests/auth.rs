@@ -407,3 +407,52 @@ fn binary_takes_the_auth_secret_from_the_environment() {
         BinaryServer::start_with_prefix(&["env", &format!("WSPUSH_AUTH_SECRET={SECRET}")], &[]);
     assert_requires_signed_logins(server.addr);
 }
+
+#[test]
+fn refusal_by_close_lets_a_browser_tell_why_its_login_failed() {
+    let server = TestServer::start(quiet_config(), || {
+        PushProtocol::with_auth_secret(SECRET).with_login_refusal_by_close()
+    });
+    let expired = unix_now() - 10;
+    let sig = sign_login(SECRET.as_bytes(), "alice", expired);
+    let cases = [
+        (
+            format!("/?uid=alice&expires={expired}&sig={sig}"),
+            4001,
+            "login expired",
+        ),
+        (
+            format!("/?uid=alice&expires={}&sig=00", unix_now() + 60),
+            4003,
+            "bad login signature",
+        ),
+        (
+            "/?uid=alice".to_owned(),
+            4000,
+            "missing expires in the query string",
+        ),
+    ];
+    for (path, code, reason) in cases {
+        // The handshake completes (a browser's WebSocket opens), then the close says why.
+        let mut client = expect_opens(server.addr, &path, "");
+        assert_eq!(
+            client.expect_close(),
+            (Some(code), reason.to_owned()),
+            "{path}"
+        );
+    }
+    // A good URL still logs in.
+    let mut alice = signed_login(server.addr, "alice");
+    alice.send_text("bob:hi");
+    assert_eq!(
+        alice.expect_text(),
+        "error: clients of this server only receive; messages come from the server"
+    );
+}
+
+#[test]
+fn binary_refuses_logins_by_close_when_asked() {
+    let server = BinaryServer::start(&["--auth-secret", SECRET, "--login-refusal", "close"]);
+    let mut client = expect_opens(server.addr, "/?uid=alice", "");
+    assert_eq!(client.expect_close().0, Some(4000));
+}
