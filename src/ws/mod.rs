@@ -500,15 +500,18 @@ fn dispatch_within_budget<H: Handler, T: 'static>(
     if used == input.len() || hub.conns[key].state != State::Open {
         return false;
     }
+    // No backlog can exist here: the socket is read only once the last one is gone, and the
+    // handshake's buffer was taken before its pipelined frames were dispatched.
     let conn = &mut hub.conns[key];
-    let spill = conn.spill.get_or_insert_with(|| {
-        Box::new(Spill {
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            bytes: Vec::new(),
-        })
-    });
-    // Unread input goes before anything read later.
-    spill.bytes.splice(0..0, input[used..].iter().copied());
+    debug_assert!(
+        conn.spill.is_none(),
+        "input read while a backlog was pending"
+    );
+    conn.spill = Some(Box::new(Spill {
+        // Only the handshake needs the peer; once open, the spill holds frames only.
+        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+        bytes: input[used..].to_vec(),
+    }));
     true
 }
 
