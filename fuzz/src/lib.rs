@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use wspush::api::http::{self, HttpError, HttpRequest, Limits, Parsed};
+use wspush::api::http::{HttpError, HttpRequest, Limits, Parsed, RequestParser};
 use wspush::protocol::handshake::{parse_request, MAX_HEADERS};
 use wspush::protocol::{Decoder, Event, Message, ProtocolError, Role};
 
@@ -181,14 +181,16 @@ pub fn check_http_split(stream: &[u8], split: usize) -> HttpOutcome {
     whole
 }
 
-/// Feeds `pieces` to the parser the way the API does, and checks what a caller relies on.
+/// Feeds `pieces` to one parser the way the API does (resuming where it stopped, complete
+/// requests taken off the buffer's front), and checks what a caller relies on.
 pub fn parse_http_pieces(pieces: &[&[u8]]) -> HttpOutcome {
+    let mut parser = RequestParser::new(HTTP_LIMITS);
     let mut buffer = Vec::new();
     let mut requests = Vec::new();
     for piece in pieces {
         buffer.extend_from_slice(piece);
         loop {
-            match http::parse_request(&buffer, &HTTP_LIMITS) {
+            match parser.parse(&buffer) {
                 Ok(Parsed::Complete(request, used)) => {
                     assert!(used > 0 && used <= buffer.len());
                     assert!(
@@ -200,7 +202,10 @@ pub fn parse_http_pieces(pieces: &[&[u8]]) -> HttpOutcome {
                 }
                 Ok(Parsed::Incomplete { head, .. }) => {
                     if let Some(head) = head {
-                        assert!(head.body.is_empty(), "a head carries no body");
+                        assert!(
+                            head.body.len() <= HTTP_LIMITS.max_body,
+                            "a partial body over the limit"
+                        );
                     }
                     // What a request may buffer: its head, its framing (chunk lines and
                     // trailers, at most the head limit), its body, one partial line.

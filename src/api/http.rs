@@ -54,9 +54,9 @@ impl HttpRequest {
     }
 }
 
-/// What `parse_request` found.
+/// What `RequestParser::parse` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub enum Parsed<'a> {
     /// A whole request, and how many input bytes it used.
     Complete(HttpRequest, usize),
     /// More input is needed; `expects_continue` when the head is complete and the client waits
@@ -64,9 +64,9 @@ pub enum Parsed {
     Incomplete {
         /// The client asked for `100 Continue`.
         expects_continue: bool,
-        /// The request so far, without its body, once the head is complete: enough to refuse
-        /// it (401, 404, 405) before the body is read.
-        head: Option<Box<HttpRequest>>,
+        /// The request so far, once its head is complete (its body as far as it arrived):
+        /// enough to refuse it (401, 404, 405) before the body is read.
+        head: Option<&'a HttpRequest>,
     },
 }
 
@@ -89,24 +89,158 @@ const MAX_HEADERS: usize = 64;
 /// Longest chunk-size line accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 
-/// Parses the request at the start of `buf`.
-pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
+const HEAD_TOO_LARGE: HttpError = refuse(431, "request headers too large");
+const BODY_TOO_LARGE: HttpError = refuse(413, "request body too large");
+
+/// Parses one connection's requests as their bytes arrive, resuming where the last call
+/// stopped: each input byte is scanned once, a head is parsed again only when a further line
+/// of it is complete (at most once per read), and a body is copied once.
+///
+/// Each call is given every byte received since the last complete request (the buffer only
+/// grows between calls). After `Complete` the next call starts a new request at the start of
+/// what it is given; after an error the parser starts over. A head is judged on its complete
+/// lines only, so the answer is the same however the bytes were split into reads.
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the end of the head: `seen` bytes were scanned, and the last newline among
+    /// them ends at `lines`.
+    Head { seen: usize, lines: usize },
+    /// The head is parsed; the body is on its way.
+    Body(Box<Pending>),
+}
+
+const FRESH: State = State::Head { seen: 0, lines: 0 };
+
+/// A request whose head is parsed.
+#[derive(Debug)]
+struct Pending {
+    /// The head, and the body as far as it arrived.
+    request: HttpRequest,
+    head_len: usize,
+    expects_continue: bool,
+    framing: Framing,
+}
+
+#[derive(Debug)]
+enum Framing {
+    Length(usize),
+    Chunked(Chunked),
+}
+
+/// Where a chunked body's decoding stands.
+#[derive(Debug, Default)]
+struct Chunked {
+    /// Bytes after the head consumed so far.
+    pos: usize,
+    /// Bytes of the current line already known to hold no CRLF.
+    scanned: usize,
+    step: ChunkStep,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum ChunkStep {
+    /// A chunk-size line, with optional extensions.
+    #[default]
+    SizeLine,
+    /// This many data bytes of the current chunk are still to come.
+    Data(usize),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines, up to the blank line.
+    Trailer,
+}
+
+impl RequestParser {
+    /// A parser for one connection.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: FRESH,
+        }
+    }
+
+    /// Parses the request at the start of `buf`, which holds every byte received since the
+    /// last complete request.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed<'_>, HttpError> {
+        match self.advance(buf) {
+            Err(error) => {
+                self.state = FRESH;
+                Err(error)
+            }
+            Ok(Some((request, used))) => Ok(Parsed::Complete(request, used)),
+            Ok(None) => Ok(match &self.state {
+                State::Head { .. } => Parsed::Incomplete {
+                    expects_continue: false,
+                    head: None,
+                },
+                State::Body(pending) => Parsed::Incomplete {
+                    expects_continue: pending.expects_continue,
+                    head: Some(&pending.request),
+                },
+            }),
+        }
+    }
+
+    fn advance(&mut self, buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {
+        if let State::Head { seen, lines } = &mut self.state {
+            match parse_head(buf, seen, lines, &self.limits)? {
+                Some(pending) => self.state = State::Body(pending),
+                None => return Ok(None),
+            }
+        }
+        let State::Body(pending) = &mut self.state else {
+            return Ok(None);
+        };
+        let Some(used) = pending.read_body(buf, &self.limits)? else {
+            return Ok(None);
+        };
+        let State::Body(done) = std::mem::replace(&mut self.state, FRESH) else {
+            return Ok(None);
+        };
+        Ok(Some((done.request, used)))
+    }
+}
+
+/// Parses the head once a further line of it is complete (or the head limit is passed);
+/// `None` while it is not complete.
+fn parse_head(
+    buf: &[u8],
+    seen: &mut usize,
+    lines: &mut usize,
+    limits: &Limits,
+) -> Result<Option<Box<Pending>>, HttpError> {
+    // Only the bytes the head may span are looked at: the answer to a head over the limit is
+    // 431 however its bytes arrived, not 400 when a malformed byte past the limit came in the
+    // same read.
+    let window_end = buf.len().min(limits.max_head + 1);
+    let new_line = buf[(*seen).min(window_end)..window_end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|at| *lines = *seen + at + 1)
+        .is_some();
+    *seen = window_end;
+    let over_limit = buf.len() > limits.max_head;
+    if !new_line && !over_limit {
+        return Ok(None);
+    }
+    let window = if over_limit {
+        &buf[..window_end]
+    } else {
+        &buf[..*lines]
+    };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    // Only the bytes the head may span are parsed: the answer to a head over the limit is 431
-    // however the bytes arrived, not 400 when a malformed byte past the limit came in the same
-    // read.
-    let window = &buf[..buf.len().min(limits.max_head + 1)];
     let head_len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_head => len,
         Ok(httparse::Status::Complete(_)) => return Err(HEAD_TOO_LARGE),
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_head => return Err(HEAD_TOO_LARGE),
-        Ok(httparse::Status::Partial) => {
-            return Ok(Parsed::Incomplete {
-                expects_continue: false,
-                head: None,
-            })
-        }
+        Ok(httparse::Status::Partial) if over_limit => return Err(HEAD_TOO_LARGE),
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HEAD_TOO_LARGE),
         Err(_) => return Err(refuse(400, "malformed HTTP request")),
     };
@@ -124,41 +258,21 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     } else {
         connection_has("keep-alive")
     };
-    let expects_continue = version >= 1 && lists_token(header("expect"), "100-continue");
-    let rest = &buf[head_len..];
-    let head = |body| HttpRequest {
-        method: parsed.method.unwrap_or_default().to_owned(),
-        target: parsed.path.unwrap_or("/").to_owned(),
-        headers: all_headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect(),
-        body,
-        keep_alive,
-    };
-    let incomplete = || {
-        Ok(Parsed::Incomplete {
-            expects_continue,
-            head: Some(Box::new(head(Vec::new()))),
-        })
-    };
-    let (body, body_len) = match framing {
-        Framing::Length(len) if rest.len() >= len => (rest[..len].to_vec(), len),
-        Framing::Length(_) => return incomplete(),
-        Framing::Chunked => match decode_chunked(rest, limits)? {
-            Some(done) => done,
-            None => return incomplete(),
+    Ok(Some(Box::new(Pending {
+        request: HttpRequest {
+            method: parsed.method.unwrap_or_default().to_owned(),
+            target: parsed.path.unwrap_or("/").to_owned(),
+            headers: all_headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+            body: Vec::new(),
+            keep_alive,
         },
-    };
-    Ok(Parsed::Complete(head(body), head_len + body_len))
-}
-
-const HEAD_TOO_LARGE: HttpError = refuse(431, "request headers too large");
-const BODY_TOO_LARGE: HttpError = refuse(413, "request body too large");
-
-enum Framing {
-    Length(usize),
-    Chunked,
+        head_len,
+        expects_continue: version >= 1 && lists_token(header("expect"), "100-continue"),
+        framing,
+    })))
 }
 
 fn body_framing<'a>(
@@ -175,7 +289,7 @@ fn body_framing<'a>(
         (None, Some(encoding)) => {
             if encodings.next().is_none() && encoding.trim_ascii().eq_ignore_ascii_case(b"chunked")
             {
-                Ok(Framing::Chunked)
+                Ok(Framing::Chunked(Chunked::default()))
             } else {
                 Err(refuse(501, "only chunked transfer encoding is supported"))
             }
@@ -208,66 +322,127 @@ fn parse_length(value: &[u8]) -> Result<usize, HttpError> {
         .ok_or(BODY_TOO_LARGE)
 }
 
-/// Decodes a chunked body; `None` while incomplete, else the body and the bytes it used.
-fn decode_chunked(buf: &[u8], limits: &Limits) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    // Chunk lines, extensions, CRLFs and trailers: bytes that are not body may add up to at
-    // most `max_head`, so that what a request buffers stays under head + body limits.
-    let framing_ok = |pos: usize, body: &Vec<u8>| {
-        if pos - body.len() > limits.max_head {
-            Err(refuse(413, "chunked framing too large"))
-        } else {
-            Ok(())
-        }
-    };
-    loop {
-        let Some(line_len) = find_crlf(&buf[pos..], MAX_CHUNK_LINE)? else {
-            return Ok(None);
-        };
-        let line = &buf[pos..pos + line_len];
-        let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
-        let size = std::str::from_utf8(size_text.trim_ascii())
-            .ok()
-            .and_then(|s| usize::from_str_radix(s, 16).ok())
-            .ok_or(refuse(400, "invalid chunk size"))?;
-        pos += line_len + 2;
-        framing_ok(pos, &body)?;
-        if size == 0 {
-            // Trailer fields, ignored, then the blank line.
-            loop {
-                let Some(len) = find_crlf(&buf[pos..], limits.max_head)? else {
-                    return Ok(None);
-                };
-                pos += len + 2;
-                framing_ok(pos, &body)?;
-                if len == 0 {
-                    return Ok(Some((body, pos)));
+impl Pending {
+    /// Takes what arrived of the body; the bytes the whole request used once it is complete.
+    fn read_body(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<usize>, HttpError> {
+        let rest = &buf[self.head_len..];
+        let body_len = match &mut self.framing {
+            Framing::Length(len) if rest.len() >= *len => {
+                self.request.body = rest[..*len].to_vec();
+                *len
+            }
+            Framing::Length(_) => return Ok(None),
+            Framing::Chunked(chunked) => {
+                match chunked.advance(rest, &mut self.request.body, limits)? {
+                    Some(used) => used,
+                    None => return Ok(None),
                 }
             }
-        }
-        if body.len().saturating_add(size) > limits.max_body {
-            return Err(BODY_TOO_LARGE);
-        }
-        let Some(chunk) = buf.get(pos..pos + size + 2) else {
-            return Ok(None);
         };
-        if &chunk[size..] != b"\r\n" {
-            return Err(refuse(400, "chunk not followed by CRLF"));
-        }
-        body.extend_from_slice(&chunk[..size]);
-        pos += size + 2;
-        framing_ok(pos, &body)?;
+        Ok(Some(self.head_len + body_len))
     }
 }
 
-/// The length of the line at the start of `buf` (without CRLF), `None` if not yet complete.
-fn find_crlf(buf: &[u8], max_line: usize) -> Result<Option<usize>, HttpError> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(len) if len <= max_line => Ok(Some(len)),
-        Some(_) => Err(refuse(400, "line too long in chunked body")),
-        None if buf.len() > max_line + 1 => Err(refuse(400, "line too long in chunked body")),
-        None => Ok(None),
+impl Chunked {
+    /// Decodes what arrived of a chunked body into `body`; the bytes the body used once it is
+    /// complete.
+    fn advance(
+        &mut self,
+        rest: &[u8],
+        body: &mut Vec<u8>,
+        limits: &Limits,
+    ) -> Result<Option<usize>, HttpError> {
+        loop {
+            match self.step {
+                ChunkStep::SizeLine => {
+                    let Some(len) = self.line(rest, MAX_CHUNK_LINE)? else {
+                        return Ok(None);
+                    };
+                    let line = &rest[self.pos..self.pos + len];
+                    let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(size_text.trim_ascii())
+                        .ok()
+                        .and_then(|s| usize::from_str_radix(s, 16).ok())
+                        .ok_or(refuse(400, "invalid chunk size"))?;
+                    self.consume(len + 2, body, limits)?;
+                    self.step = if size == 0 {
+                        ChunkStep::Trailer
+                    } else if body.len().saturating_add(size) > limits.max_body {
+                        return Err(BODY_TOO_LARGE);
+                    } else {
+                        ChunkStep::Data(size)
+                    };
+                }
+                ChunkStep::Data(left) => {
+                    let take = left.min(rest.len() - self.pos);
+                    body.extend_from_slice(&rest[self.pos..self.pos + take]);
+                    self.pos += take;
+                    if take < left {
+                        self.step = ChunkStep::Data(left - take);
+                        return Ok(None);
+                    }
+                    self.step = ChunkStep::DataEnd;
+                }
+                ChunkStep::DataEnd => {
+                    let Some(end) = rest.get(self.pos..self.pos + 2) else {
+                        return Ok(None);
+                    };
+                    if end != b"\r\n" {
+                        return Err(refuse(400, "chunk not followed by CRLF"));
+                    }
+                    self.consume(2, body, limits)?;
+                    self.step = ChunkStep::SizeLine;
+                }
+                ChunkStep::Trailer => {
+                    // Trailer fields, ignored, then the blank line.
+                    let Some(len) = self.line(rest, limits.max_head)? else {
+                        return Ok(None);
+                    };
+                    self.consume(len + 2, body, limits)?;
+                    if len == 0 {
+                        return Ok(Some(self.pos));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves past `framing` bytes that are not body. Chunk lines, extensions, CRLFs and
+    /// trailers may add up to at most `max_head`, so that what a request buffers stays under
+    /// head + body limits.
+    fn consume(&mut self, framing: usize, body: &[u8], limits: &Limits) -> Result<(), HttpError> {
+        self.pos += framing;
+        if self.pos - body.len() > limits.max_head {
+            return Err(refuse(413, "chunked framing too large"));
+        }
+        Ok(())
+    }
+
+    /// The length of the line at `pos` (without its CRLF), `None` if not yet complete; the
+    /// part already scanned is not scanned again.
+    fn line(&mut self, rest: &[u8], max_line: usize) -> Result<Option<usize>, HttpError> {
+        const TOO_LONG: HttpError = refuse(400, "line too long in chunked body");
+        // A CR at the end of the scanned part may start the CRLF.
+        let from = self.pos + self.scanned.saturating_sub(1);
+        match rest[from..].windows(2).position(|w| w == b"\r\n") {
+            Some(at) => {
+                self.scanned = 0;
+                let len = from - self.pos + at;
+                if len <= max_line {
+                    Ok(Some(len))
+                } else {
+                    Err(TOO_LONG)
+                }
+            }
+            None => {
+                self.scanned = rest.len() - self.pos;
+                if self.scanned > max_line + 1 {
+                    Err(TOO_LONG)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
     }
 }
 
@@ -307,7 +482,7 @@ mod tests {
     };
 
     fn complete(buf: &[u8]) -> (HttpRequest, usize) {
-        match parse_request(buf, &LIMITS) {
+        match RequestParser::new(LIMITS).parse(buf) {
             Ok(Parsed::Complete(request, used)) => (request, used),
             other => panic!("expected a complete request, got {other:?}"),
         }
@@ -332,7 +507,7 @@ mod tests {
         let request = b"POST /broadcast HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n";
         for cut in 0..request.len() {
             assert!(matches!(
-                parse_request(&request[..cut], &LIMITS),
+                RequestParser::new(LIMITS).parse(&request[..cut]),
                 Ok(Parsed::Incomplete { .. })
             ));
         }
@@ -341,19 +516,55 @@ mod tests {
     }
 
     #[test]
+    fn one_parser_fed_byte_by_byte_finds_what_one_read_finds() {
+        let pipelined = b"POST /broadcast HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n\
+            POST /send/a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+        let mut parser = RequestParser::new(LIMITS);
+        let (mut buffer, mut requests) = (Vec::new(), Vec::new());
+        for &byte in pipelined.iter() {
+            buffer.push(byte);
+            while let Parsed::Complete(request, used) = parser.parse(&buffer).unwrap() {
+                buffer.drain(..used);
+                requests.push(request);
+            }
+        }
+        let bodies: Vec<&[u8]> = requests.iter().map(|r| &r.body[..]).collect();
+        assert_eq!(bodies, [&b"abcde"[..], b"hi"]);
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn a_head_is_judged_on_complete_lines_however_it_arrives() {
+        // The bad header byte is only looked at once its line is complete, in one read or two.
+        let bad = b"GET / HTTP/1.1\r\nBad\x01: x\r\n\r\n";
+        let mut parser = RequestParser::new(LIMITS);
+        assert!(matches!(
+            parser.parse(&bad[..20]),
+            Ok(Parsed::Incomplete { head: None, .. })
+        ));
+        assert_eq!(parser.parse(bad).unwrap_err().status, 400);
+        assert_eq!(
+            RequestParser::new(LIMITS).parse(bad).unwrap_err().status,
+            400
+        );
+    }
+
+    #[test]
     fn asks_for_continue_only_once_the_head_is_complete() {
         let head = b"POST /send/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
         assert!(matches!(
-            parse_request(&head[..head.len() - 2], &LIMITS),
+            RequestParser::new(LIMITS).parse(&head[..head.len() - 2]),
             Ok(Parsed::Incomplete {
                 expects_continue: false,
                 head: None
             })
         ));
+        let mut parser = RequestParser::new(LIMITS);
         let Ok(Parsed::Incomplete {
             expects_continue: true,
             head: Some(parsed),
-        }) = parse_request(head, &LIMITS)
+        }) = parser.parse(head)
         else {
             panic!("a complete head waiting for its body");
         };
@@ -362,7 +573,7 @@ mod tests {
 
     #[test]
     fn refuses_oversized_and_ambiguous_requests() {
-        let status = |buf: &[u8]| parse_request(buf, &LIMITS).unwrap_err().status;
+        let status = |buf: &[u8]| RequestParser::new(LIMITS).parse(buf).unwrap_err().status;
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n"),
             413
@@ -398,7 +609,13 @@ mod tests {
         for _ in 0..100 {
             trailers.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaa\r\n");
         }
-        assert_eq!(parse_request(&trailers, &LIMITS).unwrap_err().status, 413);
+        assert_eq!(
+            RequestParser::new(LIMITS)
+                .parse(&trailers)
+                .unwrap_err()
+                .status,
+            413
+        );
         // One byte of body per chunk, each with a long extension.
         let mut extensions = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for _ in 0..10 {
@@ -406,7 +623,13 @@ mod tests {
             extensions.extend_from_slice(&[b'e'; 200]);
             extensions.extend_from_slice(b"\r\nx\r\n");
         }
-        assert_eq!(parse_request(&extensions, &LIMITS).unwrap_err().status, 413);
+        assert_eq!(
+            RequestParser::new(LIMITS)
+                .parse(&extensions)
+                .unwrap_err()
+                .status,
+            413
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use mio::net::TcpListener;
 use mio::Interest;
 use slab::Slab;
 
-use self::http::{encode_response, parse_request, Limits, Parsed, CONTINUE};
+use self::http::{encode_response, Limits, Parsed, RequestParser, CONTINUE};
 use self::routes::Reply;
 use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::hub::ids::{has_elapsed, tick, Tick};
@@ -66,6 +66,8 @@ pub(crate) struct Api<T = Socket> {
 struct ApiConn<T> {
     stream: T,
     input: Vec<u8>,
+    /// Where parsing of the request at the start of `input` stands.
+    parser: RequestParser,
     output: Vec<u8>,
     written: usize,
     /// When a response last went out, or the connection opened: the idle timeout runs from
@@ -128,7 +130,7 @@ impl Api<Socket> {
                 error!("could not register an API connection: {e}");
                 continue;
             }
-            entry.insert(ApiConn::new(stream, tick(now)));
+            entry.insert(ApiConn::new(stream, tick(now), self.limits));
         }
     }
 }
@@ -179,12 +181,11 @@ impl<T: Transport> Api<T> {
     /// Reads and answers for one connection until it must wait: for input, for its output to
     /// drain below the high-water mark, or for its next turn (read budget spent).
     fn serve<H: Handler, W: 'static>(&mut self, key: usize, cx: &mut Cx<'_, H, W>) {
-        let limits = self.limits;
         let draining = self.draining;
         let conn = &mut self.conns[key];
         let mut reads = 0;
         let alive = loop {
-            conn.answer(cx, &self.config, &limits, draining);
+            conn.answer(cx, &self.config, draining);
             if conn.pending() > OUTPUT_HIGH_WATER || !conn.readable {
                 break true;
             }
@@ -403,10 +404,11 @@ enum Written {
 }
 
 impl<T: Transport> ApiConn<T> {
-    fn new(stream: T, now: Tick) -> Self {
+    fn new(stream: T, now: Tick, limits: Limits) -> Self {
         Self {
             stream,
             input: Vec::new(),
+            parser: RequestParser::new(limits),
             output: Vec::new(),
             written: 0,
             since: now,
@@ -434,11 +436,10 @@ impl<T: Transport> ApiConn<T> {
         &mut self,
         cx: &mut Cx<'_, H, W>,
         api: &ApiConfig,
-        limits: &Limits,
         draining: bool,
     ) {
         let mut consumed = 0;
-        self.answer_from(cx, api, limits, draining, &mut consumed);
+        self.answer_from(cx, api, draining, &mut consumed);
         // A close cleared the input already.
         if consumed > 0 && !self.closing {
             self.input.drain(..consumed);
@@ -449,12 +450,11 @@ impl<T: Transport> ApiConn<T> {
         &mut self,
         cx: &mut Cx<'_, H, W>,
         api: &ApiConfig,
-        limits: &Limits,
         draining: bool,
         consumed: &mut usize,
     ) {
         while !self.closing && self.pending() <= OUTPUT_HIGH_WATER {
-            match parse_request(&self.input[*consumed..], limits) {
+            match self.parser.parse(&self.input[*consumed..]) {
                 Ok(Parsed::Complete(request, used)) => {
                     *consumed += used;
                     self.continue_sent = false;
@@ -474,13 +474,19 @@ impl<T: Transport> ApiConn<T> {
                     head,
                 }) => {
                     // A request that will be refused is refused before its body is read.
-                    if let Some(head) = head.filter(|_| !self.head_checked) {
-                        if let Err(mut refusal) = routes::precheck(&cx.context(), api, &head) {
+                    let refusal = head.filter(|_| !self.head_checked).map(|head| {
+                        routes::precheck(&cx.context(), api, head).map_err(|mut refusal| {
                             refusal.omit_body = head.method == "HEAD";
+                            refusal
+                        })
+                    });
+                    match refusal {
+                        Some(Err(refusal)) => {
                             self.respond(cx.hub, refusal, false);
                             return;
                         }
-                        self.head_checked = true;
+                        Some(Ok(())) => self.head_checked = true,
+                        None => {}
                     }
                     if expects_continue && !self.continue_sent {
                         self.output.extend_from_slice(CONTINUE);

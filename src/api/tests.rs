@@ -31,10 +31,10 @@ impl Harness {
 
     fn connect(&mut self) -> (usize, Fake) {
         let fake = Fake::new();
-        let key = self
-            .api
-            .conns
-            .insert(ApiConn::new(fake.clone(), tick(self.now)));
+        let key =
+            self.api
+                .conns
+                .insert(ApiConn::new(fake.clone(), tick(self.now), self.api.limits));
         (key, fake)
     }
 
