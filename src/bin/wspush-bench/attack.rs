@@ -39,6 +39,8 @@ const PHASES: [&str; 3] = ["baseline", "attack", "settle"];
 const RSS_EVERY: Duration = Duration::from_millis(100);
 /// Most bytes the attacker writes per loop iteration, so probes and receipts keep their turn.
 const WRITE_BUDGET: usize = 1 << 20;
+/// Most bytes the attacker reads per look (`--attacker-reads`, or looking for a close frame).
+const READ_BUDGET: u64 = 8 << 20;
 /// Size of the attacker's pre-built batch of frames.
 const BATCH: usize = 64 << 10;
 /// Seconds after the attack at which the RSS is reported (those within the settle phase).
@@ -140,6 +142,10 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
     let mut seqs = vec![0u64; senders.len()];
     let mut next_sender = 0usize;
     let mut progress = Progress::new();
+    // The longest time between two loop iterations, by phase: a stall of this tool shows here
+    // (and in the probes' latency), not in the server's figures.
+    let mut max_gap = [Duration::ZERO; 3];
+    let mut previous = Duration::ZERO;
     loop {
         let now = started.elapsed();
         if now >= settle_end {
@@ -152,6 +158,8 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
         } else {
             2
         };
+        max_gap[phase] = max_gap[phase].max(now - previous);
+        previous = now;
         if phase >= 1 && marks[0].is_none() {
             marks[0] = Some(Mark::take(server_pid, now));
             rss_timeline.sample(now);
@@ -202,7 +210,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
             }
         }
         rss_timeline.maybe_sample(now);
-        probes.turn(&mut population, expected.as_deref(), phase, wait)?;
+        probes.turn(&mut population, expected.as_deref(), phase, now, wait)?;
         progress.update(|| {
             let frames = attacker.as_ref().map_or(0, |a| a.frames());
             format!(
@@ -237,6 +245,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
             &mut population,
             expected.as_deref(),
             3,
+            started.elapsed(),
             Duration::from_millis(5),
         )?;
         if probes.events != before {
@@ -258,6 +267,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
     report["tool_cpu_attack_ns"] =
         json!(marks[1].tool.saturating_sub(marks[0].tool).as_nanos() as u64);
     report["run_ns"] = json!(started.elapsed().as_nanos() as u64);
+    report["tool_max_loop_gap_us"] = json!(max_gap.map(|gap| gap.as_micros() as u64));
     if let Some(attacker) = &attacker {
         report["attacker"] = attacker.report();
     }
@@ -313,6 +323,8 @@ struct Probes {
     closes: u64,
     /// Events seen, to tell progress.
     events: u64,
+    /// The largest probe latency received in each second since the shard started (µs).
+    max_by_second: Vec<u64>,
 }
 
 impl Probes {
@@ -331,6 +343,7 @@ impl Probes {
             first_unexpected: None,
             closes: 0,
             events: 0,
+            max_by_second: Vec::new(),
         }
     }
 
@@ -349,15 +362,20 @@ impl Probes {
     }
 
     /// One fleet turn: checks and counts everything received; `phase` is the one receipts
-    /// fall in (3: the drain).
+    /// fall in (3: the drain), `now` the time since the shard started.
     fn turn(
         &mut self,
         population: &mut crate::scenarios::Population,
         expected: Option<&[u8]>,
         phase: usize,
+        now: Duration,
         wait: Duration,
     ) -> io::Result<()> {
         let index_of_key = &population.index_of_key;
+        let second = now.as_secs() as usize;
+        if self.max_by_second.len() <= second {
+            self.max_by_second.resize(second + 1, 0);
+        }
         let mut closed = Vec::new();
         population.fleet.turn(wait, |event| match event {
             FleetEvent::Message { key, payload } => {
@@ -371,9 +389,11 @@ impl Probes {
                         self.duplicates += 1;
                     } else {
                         self.received[sent_in] += 1;
-                        self.latencies[sent_in].record(Duration::from_nanos(
-                            wall_nanos().saturating_sub(stamp.sent_at),
-                        ));
+                        let latency =
+                            Duration::from_nanos(wall_nanos().saturating_sub(stamp.sent_at));
+                        self.latencies[sent_in].record(latency);
+                        let slot = &mut self.max_by_second[second];
+                        *slot = (*slot).max(latency.as_micros() as u64);
                     }
                 } else if payload.starts_with(b"error: ") {
                     self.server_errors += 1;
@@ -414,6 +434,7 @@ impl Probes {
         report["unexpected"] = json!(self.unexpected);
         report["first_unexpected"] = json!(self.first_unexpected);
         report["closes"] = json!(self.closes);
+        report["probe_max_us_by_second"] = json!(self.max_by_second);
     }
 }
 
@@ -444,6 +465,8 @@ struct Attacker {
     /// Why it ended: "schedule", or what the server did.
     end: Option<String>,
     reads: bool,
+    /// A read stopped at its budget, before the socket was empty.
+    unread: bool,
     decoder: Decoder,
     scratch: Vec<u8>,
     bytes_read: u64,
@@ -515,6 +538,7 @@ impl Attacker {
             ended_at: None,
             end: None,
             reads: params.attacker_reads,
+            unread: false,
             decoder: Decoder::new(Role::Client),
             scratch: vec![0; 256 << 10],
             bytes_read: 0,
@@ -557,8 +581,8 @@ impl Attacker {
                 }
             }
         }
-        if readable && self.reads {
-            if let Some(why) = self.read_all() {
+        if (readable || self.unread) && self.reads {
+            if let Some(why) = self.read_all(READ_BUDGET) {
                 gone = Some(why);
             }
         }
@@ -590,11 +614,18 @@ impl Attacker {
         }
     }
 
-    /// Reads (and decodes, to catch a close) everything available; the reason if the
-    /// connection ended.
-    fn read_all(&mut self) -> Option<String> {
+    /// Reads (and decodes, to catch a close) what is available, at most about `limit` bytes
+    /// (then `unread` says that more may be waiting: no new readiness edge will say so); the
+    /// reason if the connection ended.
+    fn read_all(&mut self, limit: u64) -> Option<String> {
         let stream = self.stream.as_mut()?;
+        let stop_at = self.bytes_read + limit;
+        self.unread = false;
         loop {
+            if self.bytes_read >= stop_at {
+                self.unread = true;
+                return None;
+            }
             match stream.read(&mut self.scratch) {
                 Ok(0) => return Some("the server closed the TCP connection".into()),
                 Ok(n) => {
@@ -635,21 +666,29 @@ impl Attacker {
         let deadline = Instant::now() + timeout.min(Duration::from_secs(2));
         let limit = self.bytes_read + (256 << 20);
         while self.close_code.is_none() && Instant::now() < deadline && self.bytes_read < limit {
-            if self.read_all().is_some() {
+            if self.read_all(READ_BUDGET).is_some() {
                 break;
             }
-            let _ = self
-                .poll
-                .poll(&mut self.events, Some(Duration::from_millis(10)));
+            if !self.unread {
+                let _ = self
+                    .poll
+                    .poll(&mut self.events, Some(Duration::from_millis(10)));
+            }
         }
         self.end = Some(why);
         self.ended_at = Some(at);
         self.stream = None;
     }
 
-    /// The attack's time is up: the socket is dropped (a reset, since it holds unread bytes).
+    /// The attack's time is up: one look at what the kernel holds for the attacker, for a
+    /// close frame the server may have sent (without waiting for more), then the socket is
+    /// dropped (a reset, since it holds unread bytes).
     fn stop(&mut self, at: Duration) {
-        if self.stream.take().is_some() {
+        if self.stream.is_some() {
+            if self.close_code.is_none() {
+                let _ = self.read_all(READ_BUDGET);
+            }
+            self.stream = None;
             self.end = Some("schedule".into());
             self.ended_at = Some(at);
         }
@@ -886,7 +925,37 @@ pub fn summarize(out: &mut Value, shards: &[Value], cap: Option<u64>) {
     }
     probes.insert("duplicates".into(), json!(total("probe_duplicates")));
     probes.insert("misrouted".into(), json!(total("probe_misrouted")));
+    // When in the run the slow probes arrived: the largest latency in each second since the
+    // start (the attack starts at --baseline-secs), in milliseconds.
+    let seconds = shards
+        .iter()
+        .map(|s| s["probe_max_us_by_second"].as_array().map_or(0, Vec::len))
+        .max()
+        .unwrap_or(0);
+    let by_second: Vec<u64> = (0..seconds)
+        .map(|i| {
+            let us = shards
+                .iter()
+                .map(|s| s["probe_max_us_by_second"][i].as_u64().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            us / 1000
+        })
+        .collect();
+    probes.insert("max_ms_by_second".into(), json!(by_second));
     out["probes"] = Value::Object(probes);
+    let gaps: Vec<u64> = (0..PHASES.len())
+        .map(|i| {
+            shards
+                .iter()
+                .map(|s| s["tool_max_loop_gap_us"][i].as_u64().unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    out["tool_max_loop_gap_ms"] = json!({
+        "baseline": gaps[0] as f64 / 1e3, "attack": gaps[1] as f64 / 1e3, "settle": gaps[2] as f64 / 1e3,
+    });
     let by_phase: Vec<u64> = (0..4).map(|i| sum("broadcasts", i)).collect();
     let deliveries: u64 = by_phase.iter().sum();
     out["broadcast_deliveries"] = json!(deliveries);
