@@ -213,3 +213,122 @@ fn floor_reports_cpu_per_write() {
         "{summary}"
     );
 }
+
+/// Checks what every `attack` summary must hold, whatever the machine's speed.
+fn assert_attack_report(summary: &Value, conns: u64, kind: &str) {
+    assert_eq!(summary["scenario"], "attack", "{summary}");
+    assert_eq!(summary["attack"], kind, "{summary}");
+    assert_clean(summary, conns);
+    let probes = &summary["probes"];
+    // Before the attack nothing may be lost; later phases report their losses, whatever they are.
+    let baseline = &probes["baseline"];
+    assert!(baseline["sent"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(baseline["lost"], 0, "{summary}");
+    assert!(baseline["latency_us"]["p99"].is_u64(), "{summary}");
+    for phase in ["attack", "settle"] {
+        let sent = probes[phase]["sent"].as_u64().unwrap();
+        let received = probes[phase]["received"].as_u64().unwrap();
+        assert!(sent > 0 && received <= sent, "{phase} in {summary}");
+    }
+    assert_eq!(probes["duplicates"], 0, "{summary}");
+    assert_eq!(probes["misrouted"], 0, "{summary}");
+    assert_eq!(summary["unexpected"], 0, "{summary}");
+    let attacker = &summary["attacker"];
+    assert!(
+        attacker["frames_written"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(attacker["end"], "schedule", "{summary}");
+    for field in [
+        "rss_before",
+        "rss_peak",
+        "rss_growth_peak",
+        "rss_after_settle",
+        "rss_after_minus_before",
+    ] {
+        assert!(summary[field].is_number(), "{field} in {summary}");
+    }
+    assert!(summary["rss_after_attack"]["1s"].is_u64(), "{summary}");
+    assert!(
+        summary["server_cpu_attack"]["attack_ms"].is_u64(),
+        "{summary}"
+    );
+    assert!(summary["server_stats"]["messages_in"].is_u64(), "{summary}");
+}
+
+#[test]
+fn attack_floods_all_over_two_processes_and_reports_probes_memory_and_the_attacker() {
+    let server = push_server();
+    let api = server.api.unwrap().to_string();
+    let summary = bench(
+        &server,
+        &[
+            "--procs",
+            "2",
+            "attack",
+            "--conns",
+            "50",
+            "--attack",
+            "all",
+            "--baseline-secs",
+            "1",
+            "--attack-secs",
+            "1",
+            "--settle-secs",
+            "1",
+            "--probe-rate",
+            "200",
+            "--probe-senders",
+            "10",
+            "--cap-bytes",
+            "64MiB",
+            "--api",
+            &api,
+        ],
+    );
+    assert_attack_report(&summary, 50, "all");
+    // Healthy clients got the attacker's broadcasts (checked against its payload), and the
+    // server says it read attack frames.
+    assert!(
+        summary["broadcast_deliveries"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(
+        summary["attack_frames_read_by_server"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(summary["cap_bytes"], 64 << 20, "{summary}");
+    assert!(summary["rss_growth_peak_vs_cap"].is_number(), "{summary}");
+}
+
+#[test]
+fn attack_floods_pings_and_reports_what_the_attacker_got_out() {
+    let server = push_server();
+    let api = server.api.unwrap().to_string();
+    let summary = bench(
+        &server,
+        &[
+            "attack",
+            "--conns",
+            "50",
+            "--attack",
+            "ping",
+            "--baseline-secs",
+            "1",
+            "--attack-secs",
+            "1",
+            "--settle-secs",
+            "1",
+            "--probe-rate",
+            "200",
+            "--probe-senders",
+            "10",
+            "--api",
+            &api,
+        ],
+    );
+    assert_attack_report(&summary, 50, "ping");
+    assert_eq!(summary["broadcast_deliveries"], 0, "{summary}");
+    // An empty masked ping: 2 header bytes and the masking key.
+    assert_eq!(summary["attacker"]["frame_bytes"], 6, "{summary}");
+}

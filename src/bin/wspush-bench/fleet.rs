@@ -174,6 +174,16 @@ impl Fleet {
         Ok(key)
     }
 
+    /// Takes connection `key` out of the fleet: deregistered, never read or written by it
+    /// again, and no event reports it. The socket is the caller's from now on (the `attack`
+    /// scenario's attacker logs in through the fleet, then writes on its own and never reads).
+    pub fn detach(&mut self, key: usize) -> Option<TcpStream> {
+        let mut client = self.clients.try_remove(key)?;
+        let _ = self.poll.registry().deregister(&mut client.stream);
+        self.dirty.retain(|&dirty| dirty != key);
+        Some(client.stream)
+    }
+
     /// Connections not yet closed.
     pub fn live(&self) -> usize {
         self.clients.len()
@@ -406,7 +416,7 @@ fn write_out(client: &mut Client) {
 }
 
 /// Appends one whole masked frame.
-fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
+pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
     let mut header = [0u8; MAX_HEADER_LEN];
     let len = encode_header(&mut header, true, opcode, payload.len(), Some(mask));
     out.extend_from_slice(&header[..len]);
@@ -416,7 +426,7 @@ fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) 
 }
 
 /// A cheap varying masking key (xorshift); clients must mask, not be unpredictable here.
-fn next_mask(state: &mut u64) -> [u8; 4] {
+pub fn next_mask(state: &mut u64) -> [u8; 4] {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;

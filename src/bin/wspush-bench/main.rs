@@ -8,6 +8,7 @@
 //! measured in the same run. `--procs P` splits a run over P child processes (the open-files
 //! limit is per process) and merges their results.
 
+mod attack;
 mod fleet;
 mod floor;
 mod procstat;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::attack::AttackKind;
 use crate::report::Latencies;
 use crate::scenarios::{Broadcast, Direct, Setup, Shard};
 
@@ -127,6 +129,53 @@ enum Scenario {
         requests: u64,
         #[arg(long, default_value_t = 64)]
         size: usize,
+    },
+    /// N healthy clients bound and reading while one attacker floods the server as fast as it
+    /// can (`all:` broadcasts or empty pings, never reading what it gets back); report the
+    /// latency of paced probe messages between healthy clients before, during and after the
+    /// attack, the server's RSS (before, peak, after settling) and CPU during the attack.
+    /// Shard 0 runs the attacker and reads the server's figures.
+    Attack {
+        /// Healthy connections.
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        /// What the attacker sends: `all` (masked text frames `all:<payload>`) or `ping`
+        /// (empty masked pings).
+        #[arg(long, value_enum, default_value = "all")]
+        attack: AttackKind,
+        /// Seconds the attacker writes.
+        #[arg(long, default_value_t = 10.0)]
+        attack_secs: f64,
+        /// Seconds of probes after the attacker closed (the server's RSS is watched).
+        #[arg(long, default_value_t = 10.0)]
+        settle_secs: f64,
+        /// Seconds of probes before the attack (the baseline latency).
+        #[arg(long, default_value_t = 2.0)]
+        baseline_secs: f64,
+        /// Probe messages per second, in all.
+        #[arg(long, default_value_t = 1000.0)]
+        probe_rate: f64,
+        /// Healthy connections that send probes (to random other healthy connections).
+        #[arg(long, default_value_t = 100)]
+        probe_senders: usize,
+        /// Probe message size in bytes (what recipients receive).
+        #[arg(long, default_value_t = 64)]
+        probe_size: usize,
+        /// Bytes after `all:` in each attack frame (`all` only).
+        #[arg(long, default_value_t = 8)]
+        payload: usize,
+        /// Let the attacker read and discard what it gets, so that the server never pauses
+        /// reading it for its own full queue: a sustained flood.
+        #[arg(long)]
+        attacker_reads: bool,
+        /// What the server's configured caps allow its queues to hold (e.g. its
+        /// --max-total-send-buffer, or conns × --max-send-buffer), like 64MiB: the report
+        /// gives the peak RSS growth as a ratio to it.
+        #[arg(long, value_parser = attack::parse_size)]
+        cap_bytes: Option<u64>,
+        /// The server's push API: read /stats before and after (messages in, dropped, closes).
+        #[arg(long)]
+        api: Option<SocketAddr>,
     },
     /// The physical floor: CPU per write of a small frame to N connected loopback sockets.
     Floor {
@@ -264,6 +313,36 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
                 size,
             };
             scenarios::push(&setup, &params, ready)
+        }
+        Scenario::Attack {
+            conns,
+            attack,
+            attack_secs,
+            settle_secs,
+            baseline_secs,
+            probe_rate,
+            probe_senders,
+            probe_size,
+            payload,
+            attacker_reads,
+            api,
+            ..
+        } => {
+            let params = attack::Attack {
+                conns,
+                kind: attack,
+                baseline: Duration::from_secs_f64(baseline_secs),
+                attack: Duration::from_secs_f64(attack_secs),
+                settle: Duration::from_secs_f64(settle_secs),
+                probe_rate,
+                probe_senders: probe_senders.min(conns),
+                probe_size,
+                payload,
+                attacker_reads,
+                server_pid: cli.server_pid,
+                api,
+            };
+            attack::attack(&setup, &params, ready)
         }
         Scenario::Floor { .. } | Scenario::FloorWriter { .. } => unreachable!("handled in run"),
     };
@@ -550,6 +629,7 @@ fn summarize(
             out["latency_us"] = merged_hist(shards, "latency_hist").summary();
             per_unit(&mut out, answered, "request");
         }
+        Scenario::Attack { cap_bytes, .. } => attack::summarize(&mut out, shards, *cap_bytes),
         _ => {}
     }
     if let Some(floor) = floor {
@@ -569,6 +649,7 @@ fn scenario_name(scenario: &Scenario) -> &'static str {
         Scenario::Direct { .. } => "direct",
         Scenario::Broadcast { .. } => "broadcast",
         Scenario::Push { .. } => "push",
+        Scenario::Attack { .. } => "attack",
         Scenario::Floor { .. } | Scenario::FloorWriter { .. } => "floor",
     }
 }

@@ -45,15 +45,17 @@ pub struct Setup {
 }
 
 /// Connections opened and logged in, by global index.
-struct Population {
-    fleet: Fleet,
+pub struct Population {
+    pub fleet: Fleet,
     /// Global index of the connection at each fleet key.
-    index_of_key: Vec<usize>,
+    pub index_of_key: Vec<usize>,
     /// Fleet key of each local connection, in index order.
-    keys: Vec<usize>,
-    range: Range<usize>,
-    errors: u64,
-    first_error: Option<String>,
+    pub keys: Vec<usize>,
+    /// The global indexes this shard owns.
+    pub range: Range<usize>,
+    /// Connections that failed or closed, and the first reason.
+    pub errors: u64,
+    pub first_error: Option<String>,
     handshake: Latencies,
     bound: Latencies,
     elapsed: Duration,
@@ -62,12 +64,14 @@ struct Population {
 }
 
 impl Population {
-    fn record_error(&mut self, why: String) {
+    /// Counts a failed or closed connection, keeping the first reason.
+    pub fn record_error(&mut self, why: String) {
         self.errors += 1;
         self.first_error.get_or_insert(why);
     }
 
-    fn base_report(&self) -> Value {
+    /// The connect-phase fields every shard report starts with.
+    pub fn base_report(&self) -> Value {
         json!({
             "conns": self.keys.len(),
             "errors": self.errors,
@@ -82,7 +86,7 @@ impl Population {
 
 /// Opens and logs in this shard's connections `<prefix><index>`, at most `rate` per second
 /// (0: unlimited); those with an index below `senders` will send.
-fn populate(
+pub fn populate(
     setup: &Setup,
     total: usize,
     prefix: &str,
@@ -190,11 +194,15 @@ pub fn connect(
 }
 
 /// The fields every direct message carries, so the receiver can check it.
-struct Stamp {
-    sender: usize,
-    seq: u64,
-    recipient: usize,
-    sent_at: u64,
+pub struct Stamp {
+    /// Global index of the sending connection.
+    pub sender: usize,
+    /// The sender's sequence number for this message.
+    pub seq: u64,
+    /// Global index of the connection it is addressed to.
+    pub recipient: usize,
+    /// Wall-clock nanoseconds when it was queued (`wall_nanos`).
+    pub sent_at: u64,
 }
 
 fn encode_direct(stamp: &Stamp, size: usize) -> Vec<u8> {
@@ -209,7 +217,8 @@ fn encode_direct(stamp: &Stamp, size: usize) -> Vec<u8> {
     payload
 }
 
-fn decode_direct(payload: &[u8]) -> Option<Stamp> {
+/// Reads the stamp off a received direct message (the text after the recipient's colon).
+pub fn decode_direct(payload: &[u8]) -> Option<Stamp> {
     let mut fields = payload.split(|&b| b == b'.');
     let mut next = || {
         let field = std::str::from_utf8(fields.next()?).ok()?;
@@ -356,7 +365,7 @@ pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::i
 }
 
 /// How long to wait for stragglers once everything is sent.
-fn quiet_period(setup: &Setup, shard: Shard) -> Duration {
+pub fn quiet_period(setup: &Setup, shard: Shard) -> Duration {
     if shard.count == 1 {
         setup.timeout
     } else {
