@@ -309,6 +309,18 @@ impl RawClient {
         }
     }
 
+    /// Wraps a socket the test connected itself (e.g. with socket options set before
+    /// `connect`), with the same timeouts and `TCP_NODELAY` as [`RawClient::connect`].
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and completes a valid handshake, asserting `101`.
     pub fn open(addr: SocketAddr) -> Self {
         let mut client = Self::connect(addr);
