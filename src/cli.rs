@@ -159,6 +159,12 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_MESSAGES_PER_TURN", default_value_t = 64)]
     pub max_messages_per_turn: usize,
 
+    /// Deliveries one connection's messages may cause per loop turn (a broadcast to n is n);
+    /// the message that passes it is its last in this turn (bounds the fan-out one client
+    /// causes before everyone's output is flushed).
+    #[arg(long, env = "WSPUSH_MAX_DELIVERIES_PER_TURN", default_value_t = 10_000)]
+    pub max_deliveries_per_turn: usize,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -242,6 +248,7 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             client_rate: self.client_rate.0,
             max_messages_per_turn: self.max_messages_per_turn,
+            max_deliveries_per_turn: self.max_deliveries_per_turn,
             read_buffer_size: self.read_buffer_size,
             api: self.api_listen.0.map(|listen| ApiConfig {
                 listen,

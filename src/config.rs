@@ -82,6 +82,12 @@ pub struct Config {
     /// beyond waits, undecoded, for its next turn, after everyone's output was flushed. Bounds
     /// the work one read can cause (a 64 KiB read can hold 6,553 `all:` frames). Default 64.
     pub max_messages_per_turn: usize,
+    /// Deliveries one connection's messages may cause per loop turn (a broadcast to n
+    /// connections is n; a message dropped for a full queue counts too). The message that
+    /// passes it is the last one dispatched for that connection in this turn (the first always
+    /// goes), so a client flooding `all:` gets one broadcast per turn and everyone else's
+    /// output is flushed between two of them. Default 10,000.
+    pub max_deliveries_per_turn: usize,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
     pub read_buffer_size: usize,
     /// The HTTP push API; `None` disables it. Default `None` for the library; the binary
@@ -160,6 +166,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             client_rate: None,
             max_messages_per_turn: 64,
+            max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
             api: None,
         }
@@ -253,6 +260,9 @@ impl Config {
         }
         if self.max_messages_per_turn == 0 {
             return fail("--max-messages-per-turn must be at least 1".into());
+        }
+        if self.max_deliveries_per_turn == 0 {
+            return fail("--max-deliveries-per-turn must be at least 1".into());
         }
         if self.max_total_send_buffer < self.max_send_buffer {
             return fail(

@@ -32,6 +32,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::api::Api;
 use crate::endpoint::{decode_token, Cx, Endpoint, Slot, Tokens, REACTOR};
 use crate::hub::Hub;
+use crate::memory::Trimmer;
 use crate::net::{self, Socket};
 use crate::ws::WebSocket;
 use crate::{Config, Handler};
@@ -74,6 +75,7 @@ pub struct Server<H> {
     signals: Option<Signals>,
     started: Instant,
     shutdown_deadline: Option<Duration>,
+    trimmer: Trimmer,
 }
 
 /// What every endpoint's phases act on.
@@ -202,6 +204,7 @@ impl<H: Handler> Server<H> {
             signals: None,
             started: Instant::now(),
             shutdown_deadline: None,
+            trimmer: Trimmer::default(),
         })
     }
 
@@ -272,6 +275,7 @@ impl<H: Handler> Server<H> {
             }
             self.phase(now, |endpoint, cx| endpoint.sweep(cx));
             self.phase(now, |endpoint, cx| endpoint.flush(cx));
+            self.trimmer.observe(self.shared.hub.held_bytes(), now);
             if self.is_shutdown_complete(now) {
                 info!("shutdown complete");
                 return Ok(());

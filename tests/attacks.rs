@@ -12,7 +12,6 @@ mod common;
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -104,24 +103,6 @@ fn kernel_send_queues(server: &BinaryServer) -> u64 {
         .sum()
 }
 
-/// Sets `TCP_MAXSEG` (socket2 offers it only with its `all` feature, which this crate does not
-/// enable).
-fn set_mss(socket: &Socket, mss: u32) {
-    let value = libc::c_int::try_from(mss).unwrap();
-    // SAFETY: `socket` is an open socket, and the option value is a live `c_int` whose size is
-    // passed along with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_MAXSEG,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
-}
-
 /// A connection to `addr` with a small receive buffer and small segments: a peer that takes
 /// little of what the server writes. Closed with a reset, so that thousands of them leave no
 /// ports in TIME_WAIT.
@@ -129,7 +110,7 @@ fn narrow_stream(addr: SocketAddr) -> TcpStream {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     socket.set_recv_buffer_size(SMALL_RCVBUF).unwrap();
     socket.set_linger(Some(Duration::ZERO)).unwrap();
-    set_mss(&socket, SMALL_MSS);
+    socket.set_tcp_mss(SMALL_MSS).expect("TCP_MAXSEG");
     socket.connect_timeout(&addr.into(), WAIT).expect("connect");
     socket.into()
 }
@@ -390,7 +371,6 @@ fn an_all_flood_at_5000_bound_receivers_is_held_to_the_caps() {
 }
 
 #[test]
-#[ignore = "waiting for memory return to the OS (issue 9)"]
 fn rss_comes_back_after_full_queues_are_closed() {
     const RECEIVERS: u64 = 100;
     const CAP: u64 = 512 * KIB;

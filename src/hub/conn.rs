@@ -60,6 +60,9 @@ pub(crate) struct Conn<T> {
     pub(crate) gen: u32,
     pub(crate) state: State,
     pub(crate) flags: u8,
+    /// Input discarded since this connection began closing, in 4 KiB units, at least one per
+    /// read (see `Hub::discard_closing`).
+    pub(crate) discarded: u8,
     /// When the current state began.
     pub(crate) since: Tick,
     /// When bytes last arrived.
@@ -91,6 +94,7 @@ impl<T> Conn<T> {
             gen,
             state: State::Handshake,
             flags: 0,
+            discarded: 0,
             since: now,
             last_seen: now,
             last_ping: now,

@@ -135,6 +135,12 @@ impl<T> Hub<T> {
         }
     }
 
+    /// What the server holds, in bytes, as `memory::Trimmer` watches it: every send queue as
+    /// the caps count it, plus an estimate per connection.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.queued_total + self.conns.len() * crate::memory::CONN_ESTIMATE
+    }
+
     /// The current gauges; one pass over the connections.
     pub(crate) fn gauges(&self, now: Duration) -> Gauges {
         let mut gauges = Gauges {
@@ -582,6 +588,24 @@ impl<T> Hub<T> {
         self.conns[key].enter(State::Draining, tick(now));
     }
 
+    /// Counts `bytes` read from a closing connection and thrown away (it is read only to see
+    /// the peer's close). A peer that goes on sending costs a bounded amount of work: past
+    /// about 1 MiB, or 255 reads, the connection is dropped without waiting any longer.
+    pub(crate) fn discard_closing(&mut self, key: usize, bytes: usize) {
+        let conn = &mut self.conns[key];
+        let units = u8::try_from((bytes / 4096).max(1)).unwrap_or(u8::MAX);
+        match conn.discarded.checked_add(units) {
+            Some(discarded) => conn.discarded = discarded,
+            None => {
+                debug!(
+                    "{}: still sending after the close; dropped",
+                    self.id_of(key)
+                );
+                self.kill(key);
+            }
+        }
+    }
+
     /// Marks the connection for removal at the end of the iteration.
     pub(crate) fn kill(&mut self, key: usize) {
         let conn = &mut self.conns[key];
@@ -876,10 +900,10 @@ fn offer<T>(
     }
     let queued = conn.outbox.cost();
     let cost = frame.len() + FRAME_OVERHEAD;
-    // The total cap is for connections that are really behind, whose socket refused bytes: a
-    // queue that only holds this turn's earlier messages is written out in this turn's flush
-    // (and a shared broadcast frame is counted once per queue, so the total overstates it).
-    let over_total = conn.has(BLOCKED) && *limits.total + cost > limits.all_conns;
+    // Past the total cap, only an empty queue takes a message: every connection still gets
+    // one frame per flush, and nothing can pile up (a shared broadcast frame is counted once
+    // per queue, so the total overstates what it costs, never understates it).
+    let over_total = *limits.total + cost > limits.all_conns;
     if queued > 0 && (queued + cost > limits.per_conn || over_total) {
         return Offered::OverLimit;
     }

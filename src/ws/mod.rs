@@ -180,7 +180,7 @@ impl WebSocket {
             return;
         }
         // One budget for this turn, across the backlog and every read.
-        let mut budget = cx.hub.config.max_messages_per_turn;
+        let mut budget = Budget::for_turn(&cx.hub.config);
         // Frames left from the last turn come first; while some remain, the socket waits.
         let conn = &cx.hub.conns[key];
         if conn.state == State::Open
@@ -191,7 +191,7 @@ impl WebSocket {
             return;
         }
         for _ in 0..READS_PER_TURN {
-            if budget == 0 {
+            if budget.is_spent() {
                 // Spent exactly: whatever else arrived waits for the next turn.
                 self.defer(cx.hub, key);
                 return;
@@ -373,13 +373,41 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 }
 
+/// What one connection's input may still make the server do in this turn: messages (and
+/// pings) dispatched, and the deliveries they cause (`Config::max_messages_per_turn`,
+/// `Config::max_deliveries_per_turn`).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    messages: usize,
+    deliveries: u64,
+}
+
+impl Budget {
+    fn for_turn(config: &Config) -> Self {
+        Self {
+            messages: config.max_messages_per_turn,
+            deliveries: config.max_deliveries_per_turn as u64,
+        }
+    }
+
+    fn is_spent(&self) -> bool {
+        self.messages == 0 || self.deliveries == 0
+    }
+
+    /// One message (or ping) dispatched, which caused `deliveries`.
+    fn charge(&mut self, deliveries: u64) {
+        self.messages = self.messages.saturating_sub(1);
+        self.deliveries = self.deliveries.saturating_sub(deliveries);
+    }
+}
+
 /// Hands bytes just read into the shared buffer to the connection's current stage; true if
 /// some were left for the next turn (the message budget ran out).
 fn on_bytes<H: Handler, T: 'static>(
     cx: &mut Cx<'_, H, T>,
     key: usize,
     n: usize,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> bool {
     match cx.hub.conns[key].state {
         State::Handshake => on_handshake_bytes(cx, key, n, budget),
@@ -394,7 +422,10 @@ fn on_bytes<H: Handler, T: 'static>(
             dispatch_within_budget(hub, *handler, key, &mut scratch[..n], *now, budget)
         }
         // Closing or draining: input is read only to see the peer's close; discard it.
-        _ => false,
+        _ => {
+            cx.hub.discard_closing(key, n);
+            false
+        }
     }
 }
 
@@ -404,7 +435,7 @@ fn on_handshake_bytes<H: Handler, T: 'static>(
     cx: &mut Cx<'_, H, T>,
     key: usize,
     n: usize,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> bool {
     let now = cx.now;
     let max_len = cx.hub.config.max_handshake_size;
@@ -494,7 +525,7 @@ fn dispatch_within_budget<H: Handler, T: 'static>(
     key: usize,
     input: &mut [u8],
     now: Duration,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> bool {
     let used = decode_and_dispatch(hub, handler, key, input, now, budget);
     if used == input.len() || hub.conns[key].state != State::Open {
@@ -522,7 +553,7 @@ fn dispatch_backlog<H: Handler, T: 'static>(
     handler: &mut H,
     key: usize,
     now: Duration,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> bool {
     let Some(mut backlog) = hub.conns[key].spill.take() else {
         return false;
@@ -544,7 +575,7 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
     key: usize,
     input: &mut [u8],
     now: Duration,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> usize {
     let id = hub.id_of(key);
     let max_message = hub.config.max_message_size;
@@ -557,9 +588,10 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
                 hub.close(key, CloseCode::POLICY, "rate limit exceeded", now);
                 return ControlFlow::Break(());
             }
+            let before = hub.stats.messages_out + hub.stats.dropped_messages;
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
-            *budget -= 1;
-            if hub.conns[key].state == State::Open && *budget > 0 {
+            budget.charge(hub.stats.messages_out + hub.stats.dropped_messages - before);
+            if hub.conns[key].state == State::Open && !budget.is_spent() {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())
@@ -567,8 +599,8 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
         }
         Frame::Ping(payload) => {
             hub.pong(key, payload);
-            *budget -= 1;
-            if *budget > 0 {
+            budget.charge(0);
+            if !budget.is_spent() {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())

@@ -570,3 +570,57 @@ fn the_message_budget_spans_every_read_of_a_turn() {
     harness.iterate();
     assert_eq!(fake.take_written().len(), 5 * echo_len);
 }
+
+#[test]
+fn a_connection_gets_its_delivery_budget_per_turn_and_the_rest_after_the_flush() {
+    let config = Config {
+        max_deliveries_per_turn: 5,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    let mut receivers = Vec::new();
+    for i in 0..3 {
+        let (key, fake, _) = harness.open("");
+        harness.send(key, &fake, &frame(1, format!("r{i}").as_bytes()));
+        fake.take_written();
+        receivers.push(fake);
+    }
+    let (sender, sender_fake, _) = harness.open("");
+    harness.send(sender, &sender_fake, &frame(1, b"sender"));
+    sender_fake.take_written();
+    // Four broadcasts to four connections: the second passes the budget of five deliveries
+    // and is the last one this turn.
+    let burst: Vec<u8> = (0..4).flat_map(|_| frame(1, b"all:b")).collect();
+    let before = harness.hub.stats.messages_out;
+    harness.send(sender, &sender_fake, &burst);
+    assert_eq!(receivers[0].take_written(), text("b").repeat(2));
+    harness.iterate();
+    assert_eq!(receivers[0].take_written(), text("b").repeat(2));
+    assert_eq!(harness.hub.stats.messages_out - before, 16);
+}
+
+#[test]
+fn a_peer_that_goes_on_sending_after_the_close_is_dropped_after_about_a_mebibyte() {
+    let mut harness = Harness::new(quiet(), Echo);
+    let (key, fake, _) = harness.open("");
+    // Closed by the server (a message over the limit would do the same); the peer never
+    // answers the close and keeps sending.
+    harness
+        .hub
+        .close(key, CloseCode::POLICY, "bye", harness.now);
+    harness.iterate();
+    let junk = vec![0u8; 4096];
+    let mut sent = 0;
+    while harness.hub.conns.contains(key) && sent < 4 << 20 {
+        harness.send(key, &fake, &junk);
+        sent += junk.len();
+    }
+    assert!(
+        !harness.hub.conns.contains(key),
+        "still open after {sent} bytes"
+    );
+    assert!(
+        sent <= (1 << 20) + junk.len(),
+        "dropped only after {sent} bytes"
+    );
+}
