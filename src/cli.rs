@@ -27,6 +27,12 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
 
+    /// The kernel's send buffer per WebSocket connection (SO_SNDBUF; Linux doubles it).
+    /// `kernel`: autotuned up to net.ipv4.tcp_wmem's maximum, outside every cap of this
+    /// server; set it to bound what clients that do not read hold in the kernel.
+    #[arg(long, env = "WSPUSH_SOCKET_SEND_BUFFER", default_value = "kernel", value_parser = parse_kernel_size)]
+    pub socket_send_buffer: KernelSize,
+
     /// Most connections held at once [default: the open-files limit minus 64 minus
     /// --api-max-connections].
     #[arg(long, env = "WSPUSH_MAX_CONNECTIONS")]
@@ -225,6 +231,7 @@ impl Cli {
         Config {
             listen: self.listen,
             backlog: self.backlog,
+            socket_send_buffer: self.socket_send_buffer.0,
             max_connections: self.max_connections,
             max_message_size: self.max_message_size,
             allowed_origins: self.allowed_origins.clone(),
@@ -311,6 +318,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A duration that can be switched off, for timers that are optional.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Switch(pub Option<Duration>);
+
+/// A buffer size, or `kernel` to let the kernel size it.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSize(pub Option<usize>);
+
+/// Parses a size such as `64KiB`, or `kernel`.
+fn parse_kernel_size(text: &str) -> Result<KernelSize, String> {
+    match text.trim() {
+        "kernel" => Ok(KernelSize(None)),
+        size => parse_size(size).map(|size| KernelSize(Some(size))),
+    }
+}
 
 /// A message rate per second, or none.
 #[derive(Debug, Clone, Copy)]

@@ -24,6 +24,12 @@ pub struct Config {
     /// Length of the kernel's queue of connections not yet accepted (capped by
     /// `net.core.somaxconn`). Default 4096.
     pub backlog: u32,
+    /// The kernel's send buffer for each WebSocket connection (`SO_SNDBUF`, set on the
+    /// listener and inherited by every accepted socket; Linux doubles it for its own
+    /// bookkeeping). `None`: the kernel sizes it (autotuning, up to `net.ipv4.tcp_wmem`'s
+    /// maximum, 4 MiB on most systems), which holds what a client does not read outside every
+    /// cap of this server. Default `None`.
+    pub socket_send_buffer: Option<usize>,
     /// Most connections held at once; `None` means the open-files limit minus `FD_RESERVE`
     /// minus the push API's `max_connections` (so the API keeps its descriptors when the
     /// WebSocket side is full). Beyond it new connections get `503` and are closed. Default
@@ -149,6 +155,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1234)),
             backlog: 4096,
+            socket_send_buffer: None,
             max_connections: None,
             max_message_size: 1 << 20,
             allowed_origins: Vec::new(),
@@ -242,6 +249,14 @@ impl Config {
         }
         if self.backlog == 0 {
             return fail("--backlog must be at least 1".into());
+        }
+        if self
+            .socket_send_buffer
+            .is_some_and(|size| size < MIN_SOCKET_BUFFER)
+        {
+            return fail(format!(
+                "--socket-send-buffer must be at least {MIN_SOCKET_BUFFER} bytes (or kernel)"
+            ));
         }
         if self.max_handshake_size < MIN_HANDSHAKE_SIZE {
             return fail(format!(
@@ -371,6 +386,8 @@ impl ApiConfig {
 const MIN_HANDSHAKE_SIZE: usize = 512;
 /// Smallest `max_send_buffer` accepted.
 const MIN_SEND_BUFFER: usize = 4096;
+/// Smallest `socket_send_buffer` accepted: a few segments.
+const MIN_SOCKET_BUFFER: usize = 4096;
 /// Smallest `read_buffer_size` accepted.
 const MIN_READ_BUFFER: usize = 4096;
 

@@ -165,7 +165,7 @@ impl<H: Handler> Server<H> {
         let max_connections = budget.websocket;
         let poll = Poll::new().map_err(context("cannot create the poller"))?;
         let listen = config.listen;
-        let mut listener = net::bind_listener(listen, config.backlog)
+        let mut listener = net::bind_listener(listen, config.backlog, config.socket_send_buffer)
             .map_err(context(format!("cannot listen on {listen}")))?;
         let tokens = Tokens::of(WEBSOCKET);
         poll.registry()

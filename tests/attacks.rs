@@ -694,3 +694,34 @@ fn api_clients_dripping_a_request_are_answered_408_and_do_not_lock_out_others() 
     // Nothing of theirs was delivered.
     assert_served(&mut alice, "alice");
 }
+
+#[test]
+fn a_fixed_socket_send_buffer_bounds_what_the_kernel_holds_for_a_client_that_never_reads() {
+    let server = quiet_server(&["--socket-send-buffer", "16KiB"]);
+    let mut healthy = RawClient::login(server.addr, "healthy");
+    // A plain socket that never reads: its receive window closes at its initial size, and
+    // the kernel would grow the server's send buffer up to 4 MiB to hold the rest.
+    let _reader = RawClient::login(server.addr, "r");
+    let mut sender = RawClient::login(server.addr, "sender");
+    let messages_before = messages_in(&stats(&server));
+    let (_errors, drain_thread) = drain(&sender);
+    let mut payload = b"r:".to_vec();
+    payload.resize(1000, b'x');
+    let burst = frame(true, BINARY, &payload, true).repeat(100);
+    for _ in 0..80 {
+        sender.send_raw(&burst);
+    }
+    wait_for_stats(&server, Duration::from_secs(60), "reading the burst", |s| {
+        messages_in(s) >= messages_before + 8000
+    });
+    assert_served(&mut healthy, "healthy");
+    let in_kernel = kernel_send_queues(&server);
+    eprintln!(
+        "8 MB for a client that never reads, SO_SNDBUF 16 KiB: {in_kernel} bytes in the kernel"
+    );
+    assert!(
+        in_kernel <= 128 * KIB,
+        "{in_kernel} bytes held in the kernel with a 16 KiB socket send buffer"
+    );
+    hang_up(sender, drain_thread);
+}

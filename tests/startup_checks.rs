@@ -55,6 +55,11 @@ fn nonsensical_limits_and_timers_are_refused_naming_the_option() {
             "shorter than --idle-timeout",
         ),
         (&["--allowed-origins", "app.example"], "--allowed-origins"),
+        (
+            &["--max-deliveries-per-turn", "0"],
+            "--max-deliveries-per-turn",
+        ),
+        (&["--socket-send-buffer", "100"], "--socket-send-buffer"),
     ] {
         let log = refused(args, &[]);
         assert!(log.contains(option), "{args:?}: {log}");

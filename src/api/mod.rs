@@ -99,7 +99,7 @@ impl Api<Socket> {
         registry: &mio::Registry,
         tokens: Tokens,
     ) -> io::Result<Self> {
-        let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG)?;
+        let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG, None)?;
         registry.register(
             &mut listener,
             tokens.token(Slot::Listener),

@@ -36,12 +36,21 @@ pub(crate) fn raise_open_files_limit() -> usize {
 }
 
 /// Binds a non-blocking listener on `addr` with `backlog` pending connections.
-pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+pub(crate) fn bind_listener(
+    addr: SocketAddr,
+    backlog: u32,
+    send_buffer: Option<usize>,
+) -> io::Result<mio::net::TcpListener> {
     let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     // Accepted sockets inherit this: pushed messages are small and must not wait for ACKs.
     socket.set_tcp_nodelay(true)?;
+    // And this: a fixed send buffer, instead of one the kernel grows for a peer that does
+    // not read.
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
