@@ -160,6 +160,12 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLIENT_RATE", default_value = "off", value_parser = parse_rate)]
     pub client_rate: Rate,
 
+    /// Deliveries per second one client's messages may cause (a broadcast to n is n; bursts
+    /// of twice that); past it the client's input waits in TCP until the allowance is back
+    /// (nothing lost, nobody closed). `off` for no limit.
+    #[arg(long, env = "WSPUSH_CLIENT_FANOUT_RATE", default_value = "10000", value_parser = parse_rate)]
+    pub client_fanout_rate: Rate,
+
     /// Messages one connection may have dispatched per loop turn; the rest waits for its next
     /// turn (bounds the work one read can cause).
     #[arg(long, env = "WSPUSH_MAX_MESSAGES_PER_TURN", default_value_t = 64)]
@@ -254,6 +260,7 @@ impl Cli {
             group_grace: self.group_grace,
             shutdown_timeout: self.shutdown_timeout,
             client_rate: self.client_rate.0,
+            client_fanout_rate: self.client_fanout_rate.0,
             max_messages_per_turn: self.max_messages_per_turn,
             max_deliveries_per_turn: self.max_deliveries_per_turn,
             read_buffer_size: self.read_buffer_size,
@@ -342,7 +349,7 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
         number => number
             .parse()
             .map(|rate| Rate(Some(rate)))
-            .map_err(|_| format!("'{text}' is not a rate: messages per second, or off")),
+            .map_err(|_| format!("'{text}' is not a rate: a number per second, or off")),
     }
 }
 

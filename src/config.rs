@@ -84,6 +84,13 @@ pub struct Config {
     /// own clients and load tools send far more; 100 is a sensible value for browser clients
     /// of a public server.
     pub client_rate: Option<u32>,
+    /// Deliveries per second one client's messages may cause, on average (a broadcast to n
+    /// connections is n), as an allowance holding up to twice that. A message goes through
+    /// while the allowance is positive and its fan-out is charged after it; while it is in
+    /// debt, the client's input is not read (it waits in TCP: nothing is lost, nobody is
+    /// closed), so a client flooding `all:` to 10,000 gets one broadcast per second. `None`:
+    /// no limit. Default 10,000.
+    pub client_fanout_rate: Option<u32>,
     /// Messages (and pings) one connection may have dispatched per loop turn; what it sent
     /// beyond waits, undecoded, for its next turn, after everyone's output was flushed. Bounds
     /// the work one read can cause (a 64 KiB read can hold 6,553 `all:` frames). Default 64.
@@ -172,6 +179,7 @@ impl Default for Config {
             group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             client_rate: None,
+            client_fanout_rate: Some(10_000),
             max_messages_per_turn: 64,
             max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
@@ -272,6 +280,11 @@ impl Config {
         }
         if self.client_rate == Some(0) {
             return fail("--client-rate must be at least 1 message per second (or off)".into());
+        }
+        if self.client_fanout_rate == Some(0) {
+            return fail(
+                "--client-fanout-rate must be at least 1 delivery per second (or off)".into(),
+            );
         }
         if self.max_messages_per_turn == 0 {
             return fail("--max-messages-per-turn must be at least 1".into());

@@ -34,7 +34,8 @@ const SMALL_MSS: u32 = 536;
 /// sized to fill the server's queues without parking much more than that in the host's memory.
 const SMALL_RCVBUF: usize = 1;
 
-/// The binary with its timers off (none of these tests is about timers), plus `args`.
+/// The binary with its timers off (none of these tests is about timers) and no fan-out
+/// allowance (these floods must reach the caps; the allowance has its own test), plus `args`.
 fn quiet_server(args: &[&str]) -> BinaryServer {
     let mut all = vec![
         "--ping-interval",
@@ -42,6 +43,8 @@ fn quiet_server(args: &[&str]) -> BinaryServer {
         "--idle-timeout",
         "off",
         "--login-timeout",
+        "off",
+        "--client-fanout-rate",
         "off",
     ];
     all.extend_from_slice(args);

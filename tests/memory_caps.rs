@@ -11,12 +11,15 @@ use common::*;
 
 const MIB: u64 = 1 << 20;
 
-/// The binary without timers, with `send_cap` as the per-connection send cap.
+/// The binary without timers and without a fan-out allowance (the floods must reach the
+/// caps), with `send_cap` as the per-connection send cap.
 fn quiet_server(send_cap: &str) -> BinaryServer {
     BinaryServer::start(&[
         "--ping-interval",
         "off",
         "--idle-timeout",
+        "off",
+        "--client-fanout-rate",
         "off",
         "--max-send-buffer",
         send_cap,

@@ -103,15 +103,52 @@ pub(crate) struct Hub<T> {
     rates: HashMap<usize, Bucket>,
 }
 
-/// How long an empty bucket takes to fill up (its burst is twice the rate per second).
-const BUCKET_REFILL: Duration = Duration::from_secs(2);
-
-/// One client's message allowance.
+/// One client's allowances: messages (`Config::client_rate`) and the deliveries they cause
+/// (`Config::client_fanout_rate`, which may go into debt: a message is let through while the
+/// allowance is positive, and its fan-out is charged after it).
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     gen: u32,
     tokens: f64,
+    fanout: f64,
     at: Duration,
+    /// The WebSocket endpoint holds the client's input back until its fan-out is repaid.
+    throttled: bool,
+}
+
+impl Bucket {
+    fn full(gen: u32, config: &Config, now: Duration) -> Self {
+        Self {
+            gen,
+            tokens: config.client_rate.map_or(0.0, |rate| 2.0 * f64::from(rate)),
+            fanout: config
+                .client_fanout_rate
+                .map_or(0.0, |rate| 2.0 * f64::from(rate)),
+            at: now,
+            throttled: false,
+        }
+    }
+
+    /// Adds what accrued since it was last drawn on, up to twice each rate.
+    fn refill(&mut self, config: &Config, now: Duration) {
+        let elapsed = now.saturating_sub(self.at).as_secs_f64();
+        if let Some(rate) = config.client_rate.map(f64::from) {
+            self.tokens = (self.tokens + elapsed * rate).min(2.0 * rate);
+        }
+        if let Some(rate) = config.client_fanout_rate.map(f64::from) {
+            self.fanout = (self.fanout + elapsed * rate).min(2.0 * rate);
+        }
+        self.at = now;
+    }
+
+    /// Whether it would be full again at `now` (then it holds nothing worth keeping).
+    fn is_full_by(&self, config: &Config, now: Duration) -> bool {
+        // Twice the rate refills in two seconds, plus whatever debt the fan-out is in.
+        let debt = config
+            .client_fanout_rate
+            .map_or(0.0, |rate| (-self.fanout).max(0.0) / f64::from(rate));
+        !self.throttled && now.saturating_sub(self.at).as_secs_f64() >= 2.0 + debt
+    }
 }
 
 impl<T> Hub<T> {
@@ -215,34 +252,69 @@ impl<T> Hub<T> {
         key
     }
 
+    /// `key`'s allowances, refilled to `now` (created full on first use).
+    fn bucket(&mut self, key: usize, now: Duration) -> &mut Bucket {
+        let gen = self.conns[key].gen;
+        let config = &self.config;
+        let bucket = self
+            .rates
+            .entry(key)
+            .or_insert_with(|| Bucket::full(gen, config, now));
+        if bucket.gen != gen {
+            *bucket = Bucket::full(gen, config, now);
+        }
+        bucket.refill(config, now);
+        bucket
+    }
+
     /// Takes one message's worth from `key`'s allowance (`Config::client_rate`); false if the
     /// client is over it.
     pub(crate) fn take_token(&mut self, key: usize, now: Duration) -> bool {
-        let Some(rate) = self.config.client_rate else {
+        if self.config.client_rate.is_none() {
             return true;
-        };
-        let (rate, burst) = (f64::from(rate), 2.0 * f64::from(rate));
-        let gen = self.conns[key].gen;
-        let bucket = self.rates.entry(key).or_insert(Bucket {
-            gen,
-            tokens: burst,
-            at: now,
-        });
-        if bucket.gen != gen {
-            *bucket = Bucket {
-                gen,
-                tokens: burst,
-                at: now,
-            };
         }
-        let refill = now.saturating_sub(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
+        let bucket = self.bucket(key, now);
         if bucket.tokens < 1.0 {
             return false;
         }
         bucket.tokens -= 1.0;
         true
+    }
+
+    /// Charges the deliveries one of `key`'s messages caused to its fan-out allowance
+    /// (`Config::client_fanout_rate`).
+    pub(crate) fn charge_fanout(&mut self, key: usize, deliveries: u64, now: Duration) {
+        if self.config.client_fanout_rate.is_some() && deliveries > 0 {
+            self.bucket(key, now).fanout -= deliveries as f64;
+        }
+    }
+
+    /// How long `key`'s input must wait until its fan-out allowance is positive again; `None`
+    /// if it may be read now.
+    pub(crate) fn fanout_wait(&mut self, key: usize, now: Duration) -> Option<Duration> {
+        let rate = f64::from(self.config.client_fanout_rate?);
+        if !self.rates.contains_key(&key) {
+            return None;
+        }
+        let bucket = self.bucket(key, now);
+        if bucket.fanout > 0.0 {
+            return None;
+        }
+        let wait = Duration::from_secs_f64((-bucket.fanout + 1.0) / rate);
+        Some(wait.max(Duration::from_millis(1)))
+    }
+
+    /// Marks `key` as held back for its fan-out; false if it already was.
+    pub(crate) fn mark_throttled(&mut self, key: usize, now: Duration) -> bool {
+        let bucket = self.bucket(key, now);
+        !std::mem::replace(&mut bucket.throttled, true)
+    }
+
+    /// `key` is no longer held back (its wait is over, or it is gone).
+    pub(crate) fn clear_throttled(&mut self, key: usize) {
+        if let Some(bucket) = self.rates.get_mut(&key) {
+            bucket.throttled = false;
+        }
     }
 
     /// Token buckets held (for tests of their cleanup).
@@ -726,10 +798,9 @@ impl<T> Hub<T> {
         self.groups
             .expire(|offline_since| elapsed(offline_since, grace));
         if !self.rates.is_empty() {
-            // A bucket holds twice the rate, so it is full again two seconds after it was last
-            // drawn on, whatever the rate: then it holds nothing worth keeping.
+            let config = &self.config;
             self.rates
-                .retain(|_, bucket| now.saturating_sub(bucket.at) < BUCKET_REFILL);
+                .retain(|_, bucket| !bucket.is_full_by(config, now));
         }
         for (key, action) in due {
             match action {

@@ -50,6 +50,8 @@ pub(crate) struct WebSocket {
     /// Connections whose message budget ran out this iteration: they get their next turn
     /// after the flush, not in this iteration's extra read passes.
     deferred: Vec<usize>,
+    /// Connections whose input waits until their fan-out allowance is repaid, with when.
+    throttled: Vec<(Duration, usize)>,
     sweeps: SweepTimer,
 }
 
@@ -73,6 +75,7 @@ impl WebSocket {
             gate: AcceptGate::new("WebSocket"),
             ready: Vec::new(),
             deferred: Vec::new(),
+            throttled: Vec::new(),
             sweeps: SweepTimer::quarter_of(shortest),
         }
     }
@@ -106,6 +109,37 @@ impl WebSocket {
             conn.set(IN_READY);
             self.deferred.push(key);
         }
+    }
+
+    /// Holds `key`'s input back until its fan-out allowance is positive again; true if it must
+    /// wait.
+    fn throttle<T>(&mut self, hub: &mut Hub<T>, key: usize, now: Duration) -> bool {
+        let Some(wait) = hub.fanout_wait(key, now) else {
+            return false;
+        };
+        if hub.mark_throttled(key, now) {
+            self.throttled.push((now + wait, key));
+        }
+        true
+    }
+
+    /// Makes the connections whose wait is over ready again.
+    fn release_throttled<T>(&mut self, hub: &mut Hub<T>, now: Duration) {
+        if self.throttled.iter().all(|&(due, _)| due > now) {
+            return;
+        }
+        let mut waiting = std::mem::take(&mut self.throttled);
+        waiting.retain(|&(due, key)| {
+            if due > now {
+                return true;
+            }
+            hub.clear_throttled(key);
+            if hub.conns.contains(key) {
+                self.mark_ready(hub, key);
+            }
+            false
+        });
+        self.throttled = waiting;
     }
 
     /// Makes the connections deferred this iteration ready for the next one.
@@ -176,7 +210,9 @@ impl WebSocket {
 
     fn read_conn<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
         let conn = &cx.hub.conns[key];
-        if conn.state == State::Open && cx.hub.should_pause_reading(key) {
+        if conn.state == State::Open
+            && (cx.hub.should_pause_reading(key) || self.throttle(cx.hub, key, cx.now))
+        {
             return;
         }
         // One budget for this turn, across the backlog and every read.
@@ -335,6 +371,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 
     fn turn(&mut self, cx: &mut Cx<'_, H>) {
+        self.release_throttled(cx.hub, cx.now);
         self.read_ready(cx);
     }
 
@@ -354,7 +391,8 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        Some(self.sweeps.next())
+        let throttled = self.throttled.iter().map(|&(due, _)| due).min();
+        Some(throttled.map_or(self.sweeps.next(), |due| due.min(self.sweeps.next())))
     }
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {
@@ -590,8 +628,12 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
             }
             let before = hub.stats.messages_out + hub.stats.dropped_messages;
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
-            budget.charge(hub.stats.messages_out + hub.stats.dropped_messages - before);
-            if hub.conns[key].state == State::Open && !budget.is_spent() {
+            let deliveries = hub.stats.messages_out + hub.stats.dropped_messages - before;
+            budget.charge(deliveries);
+            hub.charge_fanout(key, deliveries, now);
+            // In debt for its fan-out: the rest waits (see `WebSocket::throttle`).
+            let in_debt = deliveries > 0 && hub.fanout_wait(key, now).is_some();
+            if hub.conns[key].state == State::Open && !budget.is_spent() && !in_debt {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())

@@ -68,6 +68,7 @@ impl<H: Handler> Harness<H> {
             scratch: &mut self.scratch,
             now: self.now,
         };
+        self.ws.release_throttled(cx.hub, cx.now);
         self.ws.read_ready(&mut cx);
         self.ws.sweep_due(cx.hub, cx.now);
         cx.report_closes();
@@ -623,4 +624,40 @@ fn a_peer_that_goes_on_sending_after_the_close_is_dropped_after_about_a_mebibyte
         sent <= (1 << 20) + junk.len(),
         "dropped only after {sent} bytes"
     );
+}
+
+#[test]
+fn a_client_over_its_fanout_rate_is_read_later_and_loses_nothing() {
+    let config = Config {
+        client_fanout_rate: Some(4),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    let (receiver, receiver_fake, _) = harness.open("");
+    harness.send(receiver, &receiver_fake, &frame(1, b"r"));
+    let (sender, sender_fake, _) = harness.open("");
+    harness.send(sender, &sender_fake, &frame(1, b"s"));
+    receiver_fake.take_written();
+    // Each broadcast reaches both connections: 2 deliveries against an allowance of 8 (twice
+    // the rate; the login answer took 1), 4 more per second.
+    let burst: Vec<u8> = (0..8).flat_map(|_| frame(1, b"all:b")).collect();
+    harness.send(sender, &sender_fake, &burst);
+    assert_eq!(receiver_fake.take_written(), text("b").repeat(4));
+    harness.iterate();
+    assert_eq!(receiver_fake.take_written(), b"", "held back while in debt");
+    assert!(
+        !harness.ws.has_work_for_tests(),
+        "waiting costs no loop iterations"
+    );
+    assert!(harness
+        .ws
+        .throttled
+        .iter()
+        .all(|&(due, _)| due > harness.now));
+    // Half a second repays 2 deliveries: the next broadcast goes.
+    harness.advance(ms(501));
+    assert_eq!(receiver_fake.take_written(), text("b"));
+    harness.advance(ms(2000));
+    assert_eq!(receiver_fake.take_written(), text("b").repeat(3));
+    assert_eq!(harness.hub.stats.closes.len(), 0, "nobody closed");
 }
