@@ -160,8 +160,8 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLIENT_RATE", default_value = "off", value_parser = parse_rate)]
     pub client_rate: Rate,
 
-    /// Deliveries per second one client's messages may cause (a broadcast to n is n; bursts
-    /// of twice that); past it the client's input waits in TCP until the allowance is back
+    /// Deliveries per second one client's messages may cause beyond each one's first (a
+    /// broadcast to n counts n − 1; bursts of twice that); past it the client's input waits in TCP until the allowance is back
     /// (nothing lost, nobody closed). `off` for no limit.
     #[arg(long, env = "WSPUSH_CLIENT_FANOUT_RATE", default_value = "10000", value_parser = parse_rate)]
     pub client_fanout_rate: Rate,

@@ -84,8 +84,9 @@ pub struct Config {
     /// own clients and load tools send far more; 100 is a sensible value for browser clients
     /// of a public server.
     pub client_rate: Option<u32>,
-    /// Deliveries per second one client's messages may cause, on average (a broadcast to n
-    /// connections is n), as an allowance holding up to twice that. A message goes through
+    /// Deliveries per second one client's messages may cause beyond each message's first, on
+    /// average (a broadcast to n connections counts n − 1; a direct message to one connection
+    /// nothing), as an allowance holding up to twice that. A message goes through
     /// while the allowance is positive and its fan-out is charged after it; while it is in
     /// debt, the client's input is not read (it waits in TCP: nothing is lost, nobody is
     /// closed), so a client flooding `all:` to 10,000 gets one broadcast per second. `None`:

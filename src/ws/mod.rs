@@ -630,9 +630,12 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
             handler.on_message(&mut crate::Context::new(hub, now), id, message);
             let deliveries = hub.stats.messages_out + hub.stats.dropped_messages - before;
             budget.charge(deliveries);
-            hub.charge_fanout(key, deliveries, now);
+            // Fan-out is what a message costs beyond its first delivery: a login or a direct
+            // message to one connection costs nothing (and creates no allowance to track).
+            let fanout = deliveries.saturating_sub(1);
+            hub.charge_fanout(key, fanout, now);
             // In debt for its fan-out: the rest waits (see `WebSocket::throttle`).
-            let in_debt = deliveries > 0 && hub.fanout_wait(key, now).is_some();
+            let in_debt = fanout > 0 && hub.fanout_wait(key, now).is_some();
             if hub.conns[key].state == State::Open && !budget.is_spent() && !in_debt {
                 ControlFlow::Continue(())
             } else {

@@ -635,11 +635,13 @@ fn a_client_over_its_fanout_rate_is_read_later_and_loses_nothing() {
     let mut harness = Harness::new(config, PushProtocol::new());
     let (receiver, receiver_fake, _) = harness.open("");
     harness.send(receiver, &receiver_fake, &frame(1, b"r"));
+    let (other, other_fake, _) = harness.open("");
+    harness.send(other, &other_fake, &frame(1, b"o"));
     let (sender, sender_fake, _) = harness.open("");
     harness.send(sender, &sender_fake, &frame(1, b"s"));
     receiver_fake.take_written();
-    // Each broadcast reaches both connections: 2 deliveries against an allowance of 8 (twice
-    // the rate; the login answer took 1), 4 more per second.
+    // Each broadcast reaches three connections: 2 deliveries beyond its first, against an
+    // allowance of 8 (twice the rate), 4 more per second.
     let burst: Vec<u8> = (0..8).flat_map(|_| frame(1, b"all:b")).collect();
     harness.send(sender, &sender_fake, &burst);
     assert_eq!(receiver_fake.take_written(), text("b").repeat(4));
@@ -654,8 +656,8 @@ fn a_client_over_its_fanout_rate_is_read_later_and_loses_nothing() {
         .throttled
         .iter()
         .all(|&(due, _)| due > harness.now));
-    // Half a second repays 2 deliveries: the next broadcast goes.
-    harness.advance(ms(501));
+    // A quarter of a second makes the allowance positive: the next broadcast goes.
+    harness.advance(ms(251));
     assert_eq!(receiver_fake.take_written(), text("b"));
     harness.advance(ms(2000));
     assert_eq!(receiver_fake.take_written(), text("b").repeat(3));
