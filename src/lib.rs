@@ -13,7 +13,8 @@
 //! - the callback API: [`Handler`], [`Context`];
 //! - `net`: listeners, the accept policy and the transport bytes cross;
 //! - endpoints: `ws` (WebSocket clients) and [`api`] (the HTTP push API), one phase contract;
-//! - the reactor: [`Server`], the poll loop that drives the endpoints.
+//! - the reactor: [`Server`], the poll loop that drives the endpoints, and `memory`, which it
+//!   asks to give freed memory back to the OS once a burst is over.
 // One call is allowed an `unsafe` block, where a measurement justifies it: `memory`'s
 // `malloc_trim` (see its `//!`).
 #![deny(unsafe_code)]
