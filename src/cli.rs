@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use wspush::{ApiConfig, Config, SlowConsumerPolicy};
+use wspush::{ApiConfig, ClusterConfig, Config, RedisAddr, SlowConsumerPolicy};
 
 /// wspush: a WebSocket push server.
 ///
@@ -177,6 +177,19 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_DELIVERIES_PER_TURN", default_value_t = 10_000)]
     pub max_deliveries_per_turn: usize,
 
+    /// Join a cluster through this Redis: redis://[[user]:password@]host[:port]. Every node of
+    /// the cluster names the same one; a message for a uid reaches the nodes that hold it.
+    #[arg(long, env = "WSPUSH_REDIS", value_parser = parse_redis)]
+    pub redis: Option<RedisAddr>,
+
+    /// What the cluster's channel names start with (several clusters can share one Redis).
+    #[arg(long, env = "WSPUSH_CLUSTER_PREFIX", default_value = "wspush")]
+    pub cluster_prefix: String,
+
+    /// How long a uid stays subscribed after its last connection on this node closed.
+    #[arg(long, env = "WSPUSH_CLUSTER_LINGER", default_value = "1s", value_parser = parse_duration)]
+    pub cluster_linger: Duration,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -274,8 +287,17 @@ impl Cli {
                 allowed_origins: self.api_allowed_origins.clone(),
                 allowed_hosts: self.api_allowed_hosts.clone(),
             }),
+            cluster: self.redis.clone().map(|redis| ClusterConfig {
+                redis,
+                prefix: self.cluster_prefix.clone(),
+                linger: self.cluster_linger,
+            }),
         }
     }
+}
+
+fn parse_redis(text: &str) -> Result<RedisAddr, String> {
+    text.parse()
 }
 
 /// The push API's address, or none when it is switched off.

@@ -107,6 +107,114 @@ pub struct Config {
     /// The HTTP push API; `None` disables it. Default `None` for the library; the binary
     /// enables it on `127.0.0.1:5678`.
     pub api: Option<ApiConfig>,
+    /// The cluster this node joins through Redis; `None`: it runs alone. Default `None`.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a node joins a cluster: where Redis is, and how its channels are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The Redis server every node of the cluster uses.
+    pub redis: RedisAddr,
+    /// What every channel name starts with (`<prefix>:all`, `<prefix>:u:<uid>`), so that
+    /// several clusters can share one Redis. Default `wspush`.
+    pub prefix: String,
+    /// How long a uid stays subscribed after its last connection here closed, so that a
+    /// reconnecting user costs no UNSUBSCRIBE and SUBSCRIBE. Default 1 s.
+    pub linger: Duration,
+}
+
+impl ClusterConfig {
+    /// A cluster on `redis` with the default prefix and linger.
+    pub fn new(redis: RedisAddr) -> Self {
+        Self {
+            redis,
+            prefix: "wspush".to_owned(),
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A Redis server, as `redis://[[user]:password@]host[:port][/db]` names it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisAddr {
+    /// Host name or address.
+    pub host: String,
+    /// Port; default 6379.
+    pub port: u16,
+    /// User for `AUTH`, with `password` (Redis 6 ACLs).
+    pub user: Option<String>,
+    /// Password for `AUTH`.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(f, "redis://{}:{}", self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for RedisAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for RedisAddr {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.starts_with("rediss://") {
+            return Err(format!(
+                "{url}: TLS to Redis (rediss://) is not supported; use redis:// on a trusted \
+                 network or a local TLS tunnel"
+            ));
+        }
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("{url}: a Redis URL starts with redis://"))?;
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => (Some(credentials), rest),
+            None => (None, rest),
+        };
+        let (user, password) = match credentials.map(|c| c.split_once(':')) {
+            None => (None, None),
+            Some(None) => return Err(format!("{url}: credentials are user:password or :password")),
+            Some(Some((user, password))) => (
+                Some(user.to_owned()).filter(|user| !user.is_empty()),
+                Some(password.to_owned()),
+            ),
+        };
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        if !db.is_empty() && db != "0" {
+            return Err(format!(
+                "{url}: a database other than 0 has no effect (pub/sub channels are shared by \
+                 every database); leave it out"
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse()
+                    .map_err(|_| format!("{url}: '{port}' is not a port"))?,
+            ),
+            None => (authority, 6379),
+        };
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        Ok(Self {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            user,
+            password,
+        })
+    }
 }
 
 /// The HTTP push API's listener and limits.
@@ -185,6 +293,7 @@ impl Default for Config {
             max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
             api: None,
+            cluster: None,
         }
     }
 }
@@ -292,6 +401,15 @@ impl Config {
         }
         if self.max_deliveries_per_turn == 0 {
             return fail("--max-deliveries-per-turn must be at least 1".into());
+        }
+        if let Some(cluster) = &self.cluster {
+            let prefix = &cluster.prefix;
+            if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return fail(format!(
+                    "--cluster-prefix {prefix:?} must be a non-empty name without spaces or \
+                     control characters"
+                ));
+            }
         }
         if self.max_total_send_buffer < self.max_send_buffer {
             return fail(
@@ -474,6 +592,36 @@ impl std::fmt::Display for DescriptorBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_urls_are_read_with_their_credentials_and_refused_when_they_cannot_work() {
+        let addr: RedisAddr = "redis://:secret@db.example:6380".parse().unwrap();
+        assert_eq!(
+            (
+                addr.host.as_str(),
+                addr.port,
+                addr.user,
+                addr.password.as_deref()
+            ),
+            ("db.example", 6380, None, Some("secret"))
+        );
+        let addr: RedisAddr = "redis://app:pw@[::1]/0".parse().unwrap();
+        assert_eq!((addr.host.as_str(), addr.port), ("::1", 6379));
+        assert_eq!(addr.user.as_deref(), Some("app"));
+        assert!(
+            !format!("{addr} {addr:?}").contains("pw"),
+            "never the password"
+        );
+        for bad in [
+            "rediss://h",
+            "http://h",
+            "redis://",
+            "redis://h:x",
+            "redis://h/2",
+        ] {
+            assert!(bad.parse::<RedisAddr>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn origins_are_normalised_to_what_browsers_send() {

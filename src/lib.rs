@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod auth;
+mod cluster;
 mod config;
 mod context;
 mod echo;
@@ -37,8 +38,8 @@ mod uid;
 mod ws;
 
 pub use config::{
-    normalize_origin, ApiConfig, Config, ConfigError, DescriptorBudget, SlowConsumerPolicy,
-    FD_RESERVE,
+    normalize_origin, ApiConfig, ClusterConfig, Config, ConfigError, DescriptorBudget, RedisAddr,
+    SlowConsumerPolicy, FD_RESERVE,
 };
 pub use context::Context;
 pub use echo::Echo;

@@ -30,6 +30,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::api::Api;
+use crate::cluster::Cluster;
 use crate::endpoint::{decode_token, Cx, Endpoint, Slot, Tokens, REACTOR};
 use crate::hub::Hub;
 use crate::memory::Trimmer;
@@ -40,6 +41,7 @@ use crate::{Config, Handler};
 /// The endpoints' numbers in the token space, which are also their places in phase order.
 const WEBSOCKET: usize = 0;
 const API: usize = 1;
+const CLUSTER: usize = 2;
 
 /// The reactor's own sources.
 const WAKER: Token = token_of_reactor(0);
@@ -70,6 +72,7 @@ pub struct Server<H> {
     shared: Shared<H>,
     websocket: WebSocket,
     api: Option<Api>,
+    cluster: Option<Cluster>,
     control: Arc<Control>,
     waker: Arc<Waker>,
     signals: Option<Signals>,
@@ -187,18 +190,30 @@ impl<H: Handler> Server<H> {
             ),
             None => None,
         };
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(
+                Cluster::new(cluster.clone(), Tokens::of(CLUSTER))
+                    .map_err(context(format!("cannot find Redis at {}", cluster.redis)))?,
+            ),
+            None => None,
+        };
         let websocket = WebSocket::new(tokens, Some(listener), &config);
         let scratch = vec![0; config.read_buffer_size];
+        let mut hub = Hub::new(config, max_connections);
+        if cluster.is_some() {
+            hub.bus = Some(Default::default());
+        }
         Ok(Self {
             poll,
             local_addr,
             shared: Shared {
-                hub: Hub::new(config, max_connections),
+                hub,
                 handler,
                 scratch,
             },
             websocket,
             api,
+            cluster,
             control: Arc::default(),
             waker: Arc::new(waker),
             signals: None,
@@ -312,13 +327,14 @@ impl<H: Handler> Server<H> {
     }
 
     /// What a phase works with: the shared state, and the endpoints in their token order
-    /// (`WEBSOCKET`, `API`; `endpoints` lists them the same way).
-    fn parts(&mut self, now: Duration) -> (Cx<'_, H>, [&mut dyn Endpoint<H>; 2]) {
+    /// (`WEBSOCKET`, `API`, `CLUSTER`; `endpoints` lists them the same way).
+    fn parts(&mut self, now: Duration) -> (Cx<'_, H>, [&mut dyn Endpoint<H>; 3]) {
         let Self {
             poll,
             shared,
             websocket,
             api,
+            cluster,
             ..
         } = self;
         let cx = Cx {
@@ -328,12 +344,12 @@ impl<H: Handler> Server<H> {
             scratch: &mut shared.scratch,
             now,
         };
-        (cx, [websocket, api])
+        (cx, [websocket, api, cluster])
     }
 
     /// The endpoints, read-only, in token order as `parts` gives them.
-    fn endpoints(&self) -> [&dyn Endpoint<H>; 2] {
-        [&self.websocket, &self.api]
+    fn endpoints(&self) -> [&dyn Endpoint<H>; 3] {
+        [&self.websocket, &self.api, &self.cluster]
     }
 
     /// How long the poller may wait: not at all while an endpoint has work, else until the

@@ -14,6 +14,7 @@
 //! bound to it. Who may call: the endpoints and the callback API (`Context`, through
 //! [`Actions`]); never the protocol layer.
 
+pub(crate) mod bus;
 pub(crate) mod conn;
 pub(crate) mod groups;
 pub(crate) mod ids;
@@ -22,6 +23,7 @@ pub mod registry;
 pub(crate) mod stats;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,6 +103,11 @@ pub(crate) struct Hub<T> {
     /// Token buckets of the clients that sent lately (`Config::client_rate`), by slot; a
     /// bucket that has refilled is dropped by the sweep, so quiet clients cost nothing here.
     rates: HashMap<usize, Bucket>,
+    /// What the cluster must hear of (`Some` only when this node is part of one).
+    pub(crate) bus: Option<bus::Outbound>,
+    /// In a cluster, connections whose output waits until this node's subscription to their
+    /// uid is confirmed (so a push sent right after "login success" reaches them), by slot.
+    pub(crate) held: HashMap<usize, Rc<str>>,
 }
 
 /// One client's allowances: messages (`Config::client_rate`) and the deliveries they cause
@@ -169,6 +176,8 @@ impl<T> Hub<T> {
             dead: Vec::new(),
             shutting_down: false,
             rates: HashMap::default(),
+            bus: None,
+            held: HashMap::default(),
         }
     }
 
@@ -176,6 +185,37 @@ impl<T> Hub<T> {
     /// the caps count it, plus an estimate per connection.
     pub(crate) fn held_bytes(&self) -> usize {
         self.queued_total + self.conns.len() * crate::memory::CONN_ESTIMATE
+    }
+
+    /// Whether `key`'s output waits for its uid's subscription (see `held`).
+    pub(crate) fn is_held(&self, key: usize) -> bool {
+        !self.held.is_empty() && self.held.contains_key(&key)
+    }
+
+    /// The subscriptions of `uids` are confirmed (or given up on): their connections' output
+    /// may go.
+    pub(crate) fn release_held(&mut self, uids: &std::collections::HashSet<Rc<str>>) {
+        if self.held.is_empty() || uids.is_empty() {
+            return;
+        }
+        let mut released = Vec::new();
+        self.held.retain(|&key, uid| {
+            let confirmed = uids.contains(uid);
+            if confirmed {
+                released.push(key);
+            }
+            !confirmed
+        });
+        for key in released {
+            if self.conns.contains(key) && !self.conns[key].outbox.is_empty() {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    /// Whether a connection here is bound to `uid`.
+    pub(crate) fn holds_uid(&self, uid: &str) -> bool {
+        !self.registry.conns(uid).is_empty()
     }
 
     /// The current gauges; one pass over the connections.
@@ -326,6 +366,9 @@ impl<T> Hub<T> {
     /// Removes a dead connection's record and returns its transport, for deregistration.
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
         self.rates.remove(&key);
+        if !self.held.is_empty() {
+            self.held.remove(&key);
+        }
         let conn = self.conns.try_remove(key)?;
         self.queued_total -= conn.outbox.cost();
         if conn.has(OVERFLOW) {
@@ -404,10 +447,34 @@ impl<T> Hub<T> {
         }
     }
 
-    /// Sends to many connections, encoding the frame once (and only if someone receives it);
-    /// says how many connections it was queued to and how many dropped it. The one fan-out
-    /// path.
+    /// Sends to many connections, here and (in a cluster) on every other node; says how many
+    /// connections here it was queued to and how many dropped it.
     pub(crate) fn deliver(
+        &mut self,
+        to: Recipients<'_>,
+        message: Message<'_>,
+        now: Duration,
+    ) -> Delivery {
+        if let Some(bus) = &mut self.bus {
+            let target = match to {
+                Recipients::Uid(uid) => Some(bus::Target::Uid(
+                    self.registry.name(uid).unwrap_or_else(|| Rc::from(uid)),
+                )),
+                Recipients::All => Some(bus::Target::All),
+                // Groups live on each node for now.
+                Recipients::Group { .. } => None,
+            };
+            if let Some(target) = target {
+                bus.publish(target, &message);
+            }
+        }
+        self.deliver_here(to, message, now)
+    }
+
+    /// Sends to many connections of this node, encoding the frame once (and only if someone
+    /// receives it); says how many connections it was queued to and how many dropped it. The
+    /// one fan-out path.
+    pub(crate) fn deliver_here(
         &mut self,
         to: Recipients<'_>,
         message: Message<'_>,
@@ -507,7 +574,12 @@ impl<T> Hub<T> {
             return false;
         };
         self.unbind_uid(id, now);
+        let first_here = self.registry.conns(uid).is_empty();
         let name = self.registry.bind(uid, id);
+        if let (true, Some(bus)) = (first_here, &mut self.bus) {
+            bus.online.push(Rc::clone(&name));
+            self.held.insert(key, Rc::clone(&name));
+        }
         self.groups.came_online(uid);
         self.conns[key].uid = Some(name);
         true
@@ -529,10 +601,13 @@ impl<T> Hub<T> {
 
     /// Removes `id` from `uid` in the registry; if that was the uid's last connection, its
     /// group memberships start their grace period.
-    fn detach(&mut self, uid: &str, id: ConnId, now: Duration) {
+    fn detach(&mut self, uid: &Rc<str>, id: ConnId, now: Duration) {
         self.registry.unbind(uid, id);
         if self.registry.conns(uid).is_empty() {
             self.groups.went_offline(uid, tick(now));
+            if let Some(bus) = &mut self.bus {
+                bus.offline.push(Rc::clone(uid));
+            }
         }
     }
 

@@ -48,6 +48,13 @@ impl Registry {
         }
     }
 
+    /// The shared name of `uid`, if a connection is bound to it.
+    pub fn name(&self, uid: &str) -> Option<Rc<str>> {
+        self.uids
+            .get_key_value(uid)
+            .map(|(name, _)| Rc::clone(name))
+    }
+
     /// The connections bound to `uid`, oldest first.
     pub fn conns(&self, uid: &str) -> &[ConnId] {
         self.uids.get(uid).map_or(&[], |conns| conns.as_slice())

@@ -286,11 +286,14 @@ impl WebSocket {
     fn write_dirty<T: Transport>(&mut self, hub: &mut Hub<T>, now: Duration) {
         let mut dirty = std::mem::take(&mut hub.dirty);
         for &key in &dirty {
+            let held = hub.is_held(key);
             let Some(conn) = hub.conns.get_mut(key) else {
                 continue;
             };
             conn.clear(DIRTY);
-            if conn.state == State::Dead || conn.has(BLOCKED) {
+            // Held output waits for the cluster (which marks it dirty again); a closing
+            // connection's close goes out regardless.
+            if conn.state == State::Dead || conn.has(BLOCKED) || held && conn.state == State::Open {
                 continue;
             }
             let cost_before = conn.outbox.cost();

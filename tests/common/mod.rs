@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use wspush::{Config, Handler, Server, ServerHandle};
 
 pub mod http;
+pub mod redis;
 
 /// Longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);

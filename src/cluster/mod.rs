@@ -1,0 +1,560 @@
+//! The cluster endpoint: this node's share of a cluster whose nodes meet in Redis pub/sub.
+//!
+//! Routing is by uid: a node subscribes `<prefix>:u:<uid>` while it holds a connection of that
+//! uid (and for `ClusterConfig::linger` after its last one closed), so a message for a uid
+//! reaches only the nodes that hold it; `<prefix>:all` carries broadcasts. A send delivers
+//! here first (the hub does that), then is published in the envelope of `envelope`, with this
+//! node's id so that its own echo is skipped. Messages from the bus are delivered here only,
+//! never published again.
+//!
+//! Two links to Redis: commands (PUBLISH) and the subscription (SUBSCRIBE, UNSUBSCRIBE and the
+//! messages), since a RESP2 connection in subscribe mode takes nothing else. A link that fails
+//! is reconnected with backoff and jitter; the subscription link then subscribes every local
+//! uid again, in batches. While Redis is unreachable this node goes on serving its own
+//! connections, and what it would have published is counted as lost (at-most-once, like any
+//! pub/sub). Owns the links and the subscription set; it must never block the loop, and never
+//! trust what arrives on the bus (malformed data is counted and skipped).
+
+pub mod envelope;
+mod link;
+pub mod resp;
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use mio::event::Event;
+
+use self::link::{Link, Phase};
+use self::resp::Frame;
+use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
+use crate::hub::bus::{Outbound, Target};
+use crate::hub::{Hub, Recipients};
+use crate::net::Socket;
+use crate::protocol::Message;
+use crate::{ClusterConfig, Handler};
+
+/// Channels per SUBSCRIBE or UNSUBSCRIBE command.
+const CHANNELS_PER_COMMAND: usize = 512;
+
+/// First and longest wait before reconnecting a link.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Longest a login waits for its uid's subscription to be confirmed before its output goes
+/// anyway.
+const HOLD_MAX: Duration = Duration::from_secs(2);
+
+/// Slots of the two links in this endpoint's token space.
+const COMMANDS: usize = 0;
+const SUBSCRIPTION: usize = 1;
+
+/// What the cluster did, for `/stats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Messages published to other nodes.
+    pub published: u64,
+    /// Messages from other nodes (or outside publishers) delivered here.
+    pub received: u64,
+    /// Messages that could not be published because Redis was unreachable.
+    pub lost: u64,
+    /// Bus messages skipped because they were malformed or for an unknown channel.
+    pub bad: u64,
+    /// Times a link to Redis went down.
+    pub link_failures: u64,
+}
+
+/// One link, with its reconnect schedule.
+#[derive(Debug)]
+struct Attached {
+    link: Link,
+    /// When to try connecting again (while down).
+    retry_at: Duration,
+    backoff: Duration,
+}
+
+/// This node in the cluster.
+pub(crate) struct Cluster {
+    config: ClusterConfig,
+    node: u64,
+    commands: Attached,
+    subscription: Attached,
+    /// Uids this node is subscribed to (or asked to be): every local uid, plus lingering ones.
+    subscribed: HashMap<Rc<str>, Option<Duration>>,
+    /// Uids to subscribe and unsubscribe at the next flush.
+    to_subscribe: Vec<Rc<str>>,
+    to_unsubscribe: Vec<Rc<str>>,
+    /// The earliest linger that may end.
+    next_linger: Option<Duration>,
+    /// Uids whose SUBSCRIBE is not confirmed yet, with when it was asked for: their new
+    /// connections' output is held by the hub meanwhile.
+    awaiting: HashMap<Rc<str>, Duration>,
+    /// Uids confirmed (or given up on) this iteration, released at the flush.
+    confirmed: HashSet<Rc<str>>,
+    pub(crate) stats: ClusterStats,
+    /// The random state for backoff jitter.
+    jitter: u64,
+}
+
+impl Cluster {
+    /// Prepares the links (resolving Redis's address once); they connect at the first sweep.
+    pub(crate) fn new(config: ClusterConfig, tokens: Tokens) -> io::Result<Self> {
+        let addr: SocketAddr = (config.redis.host.as_str(), config.redis.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for Redis"))?;
+        let node = random_id();
+        let attached = |slot| Attached {
+            link: Link::new(addr, tokens.token(Slot::Conn(slot))),
+            retry_at: Duration::ZERO,
+            backoff: BACKOFF_MIN,
+        };
+        info!(
+            "cluster: node {node:016x} on {} (channels {}:*)",
+            config.redis, config.prefix
+        );
+        Ok(Self {
+            config,
+            node,
+            commands: attached(COMMANDS),
+            subscription: attached(SUBSCRIPTION),
+            subscribed: HashMap::new(),
+            to_subscribe: Vec::new(),
+            to_unsubscribe: Vec::new(),
+            next_linger: None,
+            awaiting: HashMap::new(),
+            confirmed: HashSet::new(),
+            stats: ClusterStats::default(),
+            jitter: node | 1,
+        })
+    }
+
+    fn uid_channel(&self, uid: &str) -> Vec<u8> {
+        format!("{}:u:{uid}", self.config.prefix).into_bytes()
+    }
+
+    fn all_channel(&self) -> Vec<u8> {
+        format!("{}:all", self.config.prefix).into_bytes()
+    }
+
+    /// Takes what the hub gathered: presence changes become (un)subscriptions, publications
+    /// become PUBLISH commands.
+    fn take_outbound<T>(&mut self, hub: &mut Hub<T>, now: Duration) {
+        let Some(bus) = hub.bus.as_mut() else {
+            return;
+        };
+        let Outbound {
+            publications,
+            online,
+            offline,
+        } = std::mem::take(bus);
+        let subscribing = self.subscription.link.phase() == Phase::Up;
+        for uid in online {
+            match self.subscribed.get_mut(&uid) {
+                // Still subscribed from an earlier connection: the linger ends.
+                Some(linger) => {
+                    *linger = None;
+                    if !self.awaiting.contains_key(&uid) {
+                        self.confirmed.insert(uid);
+                    }
+                }
+                None => {
+                    self.subscribed.insert(Rc::clone(&uid), None);
+                    if subscribing {
+                        self.awaiting.insert(Rc::clone(&uid), now);
+                    } else {
+                        // Redis is unreachable: serve the connection here without waiting.
+                        self.confirmed.insert(Rc::clone(&uid));
+                    }
+                    self.to_subscribe.push(uid);
+                }
+            }
+        }
+        let until = now + self.config.linger;
+        for uid in offline {
+            if let Some(linger) = self.subscribed.get_mut(&uid) {
+                *linger = Some(until);
+                self.next_linger = Some(self.next_linger.map_or(until, |next| next.min(until)));
+            }
+        }
+        let up = self.commands.link.phase() == Phase::Up;
+        let mut payload = Vec::new();
+        for publication in publications {
+            if !up {
+                self.stats.lost += 1;
+                continue;
+            }
+            let channel = match &publication.to {
+                Target::Uid(uid) => self.uid_channel(uid),
+                Target::All => self.all_channel(),
+            };
+            payload.clear();
+            envelope::encode(
+                &mut payload,
+                self.node,
+                publication.text,
+                &publication.payload,
+            );
+            self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
+            self.stats.published += 1;
+        }
+    }
+
+    /// Unsubscribes uids whose linger ended without a new local connection.
+    fn end_lingers<T>(&mut self, hub: &Hub<T>, now: Duration) {
+        if self.next_linger.is_none_or_later(now) {
+            return;
+        }
+        let mut next = None;
+        let mut ended = Vec::new();
+        for (uid, linger) in &mut self.subscribed {
+            match *linger {
+                Some(until) if until <= now && !hub.holds_uid(uid) => {
+                    ended.push(Rc::clone(uid));
+                }
+                Some(until) if until <= now => *linger = None,
+                Some(until) => next = Some(next.map_or(until, |n: Duration| n.min(until))),
+                None => {}
+            }
+        }
+        for uid in ended {
+            self.subscribed.remove(&uid);
+            self.to_unsubscribe.push(uid);
+        }
+        self.next_linger = next;
+    }
+
+    /// Queues the pending (un)subscriptions on the subscription link, in batches.
+    fn queue_subscriptions(&mut self) {
+        if self.subscription.link.phase() != Phase::Up {
+            // All of `subscribed` is sent again when the link comes up.
+            self.to_subscribe.clear();
+            self.to_unsubscribe.clear();
+            return;
+        }
+        for (command, uids) in [
+            (&b"SUBSCRIBE"[..], std::mem::take(&mut self.to_subscribe)),
+            (
+                &b"UNSUBSCRIBE"[..],
+                std::mem::take(&mut self.to_unsubscribe),
+            ),
+        ] {
+            for batch in uids.chunks(CHANNELS_PER_COMMAND) {
+                let channels: Vec<Vec<u8>> =
+                    batch.iter().map(|uid| self.uid_channel(uid)).collect();
+                let mut args: Vec<&[u8]> = vec![command];
+                args.extend(channels.iter().map(Vec::as_slice));
+                self.subscription.link.queue(&args);
+            }
+        }
+    }
+
+    /// The subscription link came up: subscribe to broadcasts and every uid held here.
+    fn resubscribe(&mut self) {
+        let all = self.all_channel();
+        self.subscription.link.queue(&[b"SUBSCRIBE", &all]);
+        self.to_unsubscribe.clear();
+        self.to_subscribe = self.subscribed.keys().cloned().collect();
+        if !self.to_subscribe.is_empty() {
+            info!(
+                "cluster: subscribing {} uids again",
+                self.to_subscribe.len()
+            );
+        }
+    }
+
+    /// Delivers what arrived on the subscription link; answers on the command link are
+    /// only checked for errors.
+    fn read_links<T>(
+        &mut self,
+        hub: &mut Hub<T>,
+        scratch: &mut [u8],
+        registry: &mio::Registry,
+        now: Duration,
+    ) {
+        let mut messages = Vec::new();
+        let result = self
+            .subscription
+            .link
+            .read(scratch, |frame| messages.push(frame));
+        for frame in &messages {
+            self.on_bus_frame(hub, frame, now);
+        }
+        if let Err(error) = result {
+            self.fail(SUBSCRIPTION, &error, registry, now);
+        }
+        let mut errors = 0;
+        let result = self.commands.link.read(scratch, |frame| {
+            if let Frame::Error(message) = &frame {
+                errors += 1;
+                debug!("cluster: Redis answered {message}");
+            }
+        });
+        if errors > 0 {
+            warn!("cluster: Redis refused {errors} commands");
+        }
+        if let Err(error) = result {
+            self.fail(COMMANDS, &error, registry, now);
+        }
+    }
+
+    fn on_bus_frame<T>(&mut self, hub: &mut Hub<T>, frame: &Frame, now: Duration) {
+        if let Frame::Error(message) = frame {
+            warn!("cluster: Redis refused a subscription command: {message}");
+            return;
+        }
+        if let Some((true, channel)) = resp::as_confirmation(frame) {
+            if channel == self.all_channel().as_slice() {
+                info!("cluster: up (subscribed to {}:all)", self.config.prefix);
+                return;
+            }
+            let uid = self.uid_of_channel(channel);
+            if let Some((uid, _)) = uid.and_then(|uid| self.awaiting.remove_entry(uid)) {
+                self.confirmed.insert(uid);
+            }
+            return;
+        }
+        let Some((channel, payload)) = resp::as_message(frame) else {
+            return;
+        };
+        let envelope = match envelope::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.stats.bad += 1;
+                debug!("cluster: skipped a bus message: {error:?}");
+                return;
+            }
+        };
+        if envelope.origin == self.node {
+            return;
+        }
+        let message = if envelope.text {
+            // `decode` checked that a text payload is UTF-8.
+            match std::str::from_utf8(envelope.payload) {
+                Ok(text) => Message::Text(text),
+                Err(_) => return,
+            }
+        } else {
+            Message::Binary(envelope.payload)
+        };
+        let prefix = self.config.prefix.as_bytes();
+        let Some(name) = channel
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(b":"))
+        else {
+            self.stats.bad += 1;
+            return;
+        };
+        let recipients = match name {
+            b"all" => Recipients::All,
+            _ => match name.strip_prefix(b"u:").map(std::str::from_utf8) {
+                Some(Ok(uid)) => Recipients::Uid(uid),
+                _ => {
+                    self.stats.bad += 1;
+                    return;
+                }
+            },
+        };
+        self.stats.received += 1;
+        hub.deliver_here(recipients, message, now);
+    }
+
+    /// The uid a `<prefix>:u:<uid>` channel is for.
+    fn uid_of_channel<'c>(&self, channel: &'c [u8]) -> Option<&'c str> {
+        let rest = channel.strip_prefix(self.config.prefix.as_bytes())?;
+        std::str::from_utf8(rest.strip_prefix(b":u:")?).ok()
+    }
+
+    /// Lets held output go: for confirmed subscriptions, and for those waited on too long.
+    fn release<T>(&mut self, hub: &mut Hub<T>, now: Duration) {
+        if self
+            .awaiting
+            .values()
+            .any(|&since| now.saturating_sub(since) >= HOLD_MAX)
+        {
+            let late: Vec<Rc<str>> = self
+                .awaiting
+                .iter()
+                .filter(|(_, &since)| now.saturating_sub(since) >= HOLD_MAX)
+                .map(|(uid, _)| Rc::clone(uid))
+                .collect();
+            warn!(
+                "cluster: {} subscriptions not confirmed within {HOLD_MAX:?}; their logins go on",
+                late.len()
+            );
+            for uid in late {
+                self.awaiting.remove(&uid);
+                self.confirmed.insert(uid);
+            }
+        }
+        if !self.confirmed.is_empty() {
+            hub.release_held(&self.confirmed);
+            self.confirmed.clear();
+        }
+    }
+
+    /// A link failed: close it and schedule a reconnect with backoff and jitter.
+    fn fail(&mut self, slot: usize, error: &io::Error, registry: &mio::Registry, now: Duration) {
+        self.stats.link_failures += 1;
+        let jitter = self.next_jitter();
+        let attached = self.attached(slot);
+        warn!(
+            "cluster: link to Redis at {} failed ({error}); retrying in {:?}",
+            attached.link.addr(),
+            attached.backoff
+        );
+        attached.retry_at = now + attached.backoff.mul_f64(0.5 + jitter);
+        attached.backoff = (attached.backoff * 2).min(BACKOFF_MAX);
+        attached.link.reset(registry);
+        if slot == SUBSCRIPTION {
+            // Nobody waits for a subscription that will only be made after the reconnect.
+            self.confirmed
+                .extend(self.awaiting.drain().map(|(uid, _)| uid));
+        }
+    }
+
+    fn attached(&mut self, slot: usize) -> &mut Attached {
+        if slot == COMMANDS {
+            &mut self.commands
+        } else {
+            &mut self.subscription
+        }
+    }
+
+    /// A number in [0, 1) for jitter (xorshift; not for secrets).
+    fn next_jitter(&mut self) -> f64 {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        (self.jitter >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Connects links that are down and due.
+    fn reconnect(&mut self, registry: &mio::Registry, now: Duration) {
+        for slot in [COMMANDS, SUBSCRIPTION] {
+            let attached = self.attached(slot);
+            if attached.link.phase() != Phase::Down || attached.retry_at > now {
+                continue;
+            }
+            if let Err(error) = attached.link.connect(registry) {
+                self.fail(slot, &error, registry, now);
+            }
+        }
+    }
+
+    /// A link came up: authenticate, and for the subscription link subscribe again.
+    fn came_up(&mut self, slot: usize) {
+        let (user, password) = (
+            self.config.redis.user.clone(),
+            self.config.redis.password.clone(),
+        );
+        let attached = self.attached(slot);
+        attached.backoff = BACKOFF_MIN;
+        if let Some(password) = &password {
+            match &user {
+                Some(user) => attached
+                    .link
+                    .queue(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => attached.link.queue(&[b"AUTH", password.as_bytes()]),
+            }
+        }
+        info!("cluster: link to Redis at {} up", attached.link.addr());
+        if slot == SUBSCRIPTION {
+            self.resubscribe();
+        }
+    }
+
+    fn write_links(&mut self, registry: &mio::Registry, now: Duration) {
+        for slot in [COMMANDS, SUBSCRIPTION] {
+            if let Err(error) = self.attached(slot).link.flush() {
+                self.fail(slot, &error, registry, now);
+            }
+        }
+    }
+}
+
+/// Deadlines before `now` count as due.
+trait DueBy {
+    fn is_none_or_later(&self, now: Duration) -> bool;
+}
+
+impl DueBy for Option<Duration> {
+    fn is_none_or_later(&self, now: Duration) -> bool {
+        self.map_or(true, |at| at > now)
+    }
+}
+
+/// A node id that is unlikely to repeat: the process id and the time, hashed with the
+/// standard library's random keys.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(time) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(time.as_nanos());
+    }
+    // 0 is reserved for publishers outside the cluster.
+    hasher.finish().max(1)
+}
+
+impl<H: Handler> Endpoint<H> for Cluster {
+    fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
+        let Slot::Conn(slot @ (COMMANDS | SUBSCRIPTION)) = slot else {
+            return;
+        };
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        match self
+            .attached(slot)
+            .link
+            .on_ready(readable, event.is_writable())
+        {
+            Ok(true) => self.came_up(slot),
+            Ok(false) => {}
+            Err(error) => self.fail(slot, &error, cx.registry, cx.now),
+        }
+    }
+
+    fn turn(&mut self, cx: &mut Cx<'_, H>) {
+        self.read_links(cx.hub, cx.scratch, cx.registry, cx.now);
+        self.release(cx.hub, cx.now);
+    }
+
+    fn sweep(&mut self, cx: &mut Cx<'_, H>) {
+        self.reconnect(cx.registry, cx.now);
+        self.end_lingers(cx.hub, cx.now);
+    }
+
+    fn flush(&mut self, cx: &mut Cx<'_, H>) {
+        self.take_outbound(cx.hub, cx.now);
+        self.queue_subscriptions();
+        self.write_links(cx.registry, cx.now);
+        // Held connections released now are written in the next iteration's flush.
+        self.release(cx.hub, cx.now);
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        let retry = [&self.commands, &self.subscription]
+            .into_iter()
+            .filter(|attached| attached.link.phase() == Phase::Down)
+            .map(|attached| attached.retry_at)
+            .min();
+        let hold = self.awaiting.values().min().map(|&since| since + HOLD_MAX);
+        [retry, self.next_linger, hold].into_iter().flatten().min()
+    }
+
+    fn has_work(&self, hub: &Hub<Socket>) -> bool {
+        // Output left after a flush waits for writability, which the poller reports.
+        hub.bus.as_ref().is_some_and(|bus| !bus.is_empty()) || !self.confirmed.is_empty()
+    }
+
+    fn begin_drain(&mut self, _cx: &mut Cx<'_, H>) {}
+
+    fn is_drained(&self, _hub: &Hub<Socket>) -> bool {
+        // What is queued for Redis goes out with the flushes of the drain; nobody waits for
+        // an answer.
+        true
+    }
+}

@@ -1,0 +1,145 @@
+//! Several real `wspush` processes sharing users through a real Redis: messages for a uid
+//! reach the node that holds it (and nobody twice), broadcasts reach every node, the push API
+//! of any node reaches any user, a login is answered only once a push can reach it, and
+//! programs outside the cluster can publish into it with the documented envelope.
+
+mod common;
+
+use std::time::Instant;
+
+use common::http::Http;
+use common::redis::RedisServer;
+use common::*;
+
+/// A node of the cluster on `redis`, once it is subscribed to broadcasts.
+fn node(redis: &RedisServer) -> BinaryServer {
+    let server = BinaryServer::start(&[
+        "--redis",
+        &redis.url(),
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+    ]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the node did not join the cluster");
+        if line.contains("cluster: up") {
+            return server;
+        }
+    }
+}
+
+/// The next data frame `client` receives, as text.
+fn next_text(client: &mut RawClient) -> String {
+    client.expect_text()
+}
+
+#[test]
+fn a_message_for_a_uid_on_another_node_reaches_every_tab_once() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob_here = RawClient::login(one.addr, "bob");
+    let mut bob_there = RawClient::login(two.addr, "bob");
+    alice.send_text("bob:first");
+    alice.send_text("bob:second");
+    for tab in [&mut bob_here, &mut bob_there] {
+        // In order, and the first only once: the origin node skips its own echo.
+        assert_eq!(next_text(tab), "first");
+        assert_eq!(next_text(tab), "second");
+    }
+    bob_there.send_text("alice:back");
+    assert_eq!(next_text(&mut alice), "back");
+}
+
+#[test]
+fn a_push_right_after_login_reaches_a_user_on_another_node() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    for round in 0..20 {
+        // "login success" is sent only once node two's subscription to the uid is confirmed.
+        let uid = format!("late{round}");
+        let mut late = RawClient::login(two.addr, &uid);
+        alice.send_text(&format!("{uid}:welcome {round}"));
+        assert_eq!(next_text(&mut late), format!("welcome {round}"));
+    }
+}
+
+#[test]
+fn broadcasts_and_api_pushes_reach_every_node() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob = RawClient::login(two.addr, "bob");
+    let mut carol = RawClient::login(two.addr, "carol");
+    alice.send_text("all:hello everyone");
+    for client in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(next_text(client), "hello everyone");
+    }
+    let mut api = Http::connect(one.api.unwrap());
+    let response =
+        api.request("POST /send/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nvia api1");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    assert_eq!(next_text(&mut bob), "via api1");
+    let response =
+        api.request("POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\nto all");
+    assert_eq!(response.status(), 200, "{}", response.text());
+    for client in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(next_text(client), "to all");
+    }
+}
+
+#[test]
+fn a_program_outside_the_cluster_publishes_with_the_envelope_and_bad_data_is_skipped() {
+    let redis = RedisServer::start();
+    let one = node(&redis);
+    let mut bob = RawClient::login(one.addr, "bob");
+    // Version 1, kind 1 (text), origin 0 (not a node), then the message.
+    let envelope = "\u{1}\u{1}\0\0\0\0\0\0\0\0from a backend";
+    for garbage in [
+        "",
+        "\u{1}",
+        "\u{2}\u{1}\0\0\0\0\0\0\0\0wrong version",
+        "\u{1}\u{9}\0\0\0\0\0\0\0\0?",
+    ] {
+        let reply = redis
+            .command(&["PUBLISH", "wspush:u:bob", garbage])
+            .unwrap();
+        assert_eq!(reply, ":1\r\n", "one node holds bob");
+    }
+    redis
+        .command(&["PUBLISH", "wspush:u:bob", envelope])
+        .unwrap();
+    assert_eq!(
+        next_text(&mut bob),
+        "from a backend",
+        "the bad ones were skipped"
+    );
+    redis.command(&["PUBLISH", "wspush:all", envelope]).unwrap();
+    assert_eq!(next_text(&mut bob), "from a backend");
+}
+
+#[test]
+fn a_uid_is_unsubscribed_after_its_last_connection_and_the_linger() {
+    let redis = RedisServer::start();
+    let one = node(&redis);
+    let numsub = |uid: &str| {
+        let reply = redis
+            .command(&["PUBSUB", "NUMSUB", &format!("wspush:u:{uid}")])
+            .unwrap();
+        reply.trim_end().rsplit(':').next().unwrap().to_owned()
+    };
+    let bob = RawClient::login(one.addr, "bob");
+    assert_eq!(numsub("bob"), "1", "subscribed before login success");
+    drop(bob);
+    let deadline = Instant::now() + WAIT;
+    while numsub("bob") != "0" {
+        assert!(Instant::now() < deadline, "still subscribed to bob");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,85 @@
+//! A real `redis-server` for the cluster tests: started on a free loopback port without
+//! persistence, ready once it answers PING, killed on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::WAIT;
+
+/// A Redis server owned by one test.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (installed by `.ci/run`) on a port the kernel says is free.
+    pub fn start() -> Self {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // The port may be taken between this probe and Redis's bind: then try another.
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|probe| probe.local_addr())
+                .expect("free port")
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is needed for the cluster tests (.ci/run installs it)");
+            let mut server = Self { port, child };
+            if server.wait_ready(deadline) {
+                return server;
+            }
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+            assert!(Instant::now() < deadline, "redis-server did not start");
+        }
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until Redis answers PING; false if the process exited first.
+    fn wait_ready(&mut self, deadline: Instant) -> bool {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(reply) = self.command(&["PING"]) {
+                if reply.starts_with("+PONG") {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends one command on a fresh connection and returns the raw reply.
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(WAIT))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut reply = vec![0; 4096];
+        let n = stream.read(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
