@@ -52,6 +52,14 @@ impl<'a> Context<'a> {
             .deliver(Recipients::Uid(uid), message.into(), self.now)
     }
 
+    /// Tells `conn` that `uid` is offline, with `notice`, when that is true: at once when
+    /// this node runs alone; in a cluster, once Redis says that no other node holds `uid`
+    /// either (the last message sent to `uid` from this callback reached no node). Call it
+    /// right after a `deliver_to_uid` that reached no connection here.
+    pub fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str) {
+        self.hub.tell_if_offline(uid, conn, notice, self.now);
+    }
+
     /// Sends to every bound connection, encoding the frame once; returns how many connections
     /// it was queued to.
     pub fn broadcast<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {

@@ -47,7 +47,7 @@ pub use handler::{Accept, Handler, Rejection, Request};
 pub use hub::ids::{CloseInfo, ConnId, Initiator, SendStatus};
 pub use hub::outbox::{self, Flushed, Outbox};
 pub use hub::registry;
-pub use hub::stats::{Gauges, Stats};
+pub use hub::stats::{ClusterStats, Gauges, Stats};
 pub use hub::Delivery;
 pub use protocol::{CloseCode, Message};
 pub use push::{refusal_code, ClientRouting, PushProtocol, DEFAULT_AUTH_MAX_TTL};

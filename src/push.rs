@@ -229,13 +229,13 @@ fn route(
         ctx.broadcast(payload);
     } else {
         let delivery = ctx.deliver_to_uid(recipient, payload);
-        if delivery.queued == 0 {
-            let why = if delivery.dropped == 0 {
-                "is offline"
-            } else {
-                "is not keeping up: message dropped"
-            };
-            ctx.send(conn, format!("error: uid {recipient} {why}").as_str());
+        if delivery.queued == 0 && delivery.dropped == 0 {
+            // In a cluster another node may hold the uid: the cluster knows.
+            let notice = format!("error: uid {recipient} is offline");
+            ctx.tell_if_offline(recipient, conn, &notice);
+        } else if delivery.queued == 0 {
+            let notice = format!("error: uid {recipient} is not keeping up: message dropped");
+            ctx.send(conn, notice.as_str());
         }
     }
 }

@@ -82,12 +82,12 @@ fn broadcasts_and_api_pushes_reach_every_node() {
         assert_eq!(next_text(client), "hello everyone");
     }
     let mut api = Http::connect(one.api.unwrap());
-    let response =
-        api.request("POST /send/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nvia api1");
+    let response = api
+        .request("POST /send/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nvia api1");
     assert_eq!(response.status(), 200, "{}", response.text());
     assert_eq!(next_text(&mut bob), "via api1");
-    let response =
-        api.request("POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\nto all");
+    let response = api
+        .request("POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\n\r\nto all");
     assert_eq!(response.status(), 200, "{}", response.text());
     for client in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(next_text(client), "to all");
@@ -142,4 +142,83 @@ fn a_uid_is_unsubscribed_after_its_last_connection_and_the_linger() {
         assert!(Instant::now() < deadline, "still subscribed to bob");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// What `/health` of `server` says of the cluster.
+fn cluster_health(server: &BinaryServer) -> String {
+    let mut api = Http::connect(server.api.unwrap());
+    let response = api.request("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(response.status(), 200, "a node without Redis still serves");
+    response.json()["cluster"].as_str().unwrap().to_owned()
+}
+
+/// Waits until `/health` of every node says `state`.
+fn wait_for_health(nodes: &[&BinaryServer], state: &str) {
+    let deadline = Instant::now() + WAIT;
+    for node in nodes {
+        while cluster_health(node) != state {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become {state}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_traffic_local_delivery_goes_on_then_the_cluster_comes_back() {
+    let mut redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut alice_too = RawClient::login(one.addr, "alice2");
+    let mut bob = RawClient::login(two.addr, "bob");
+    alice.send_text("bob:before");
+    assert_eq!(next_text(&mut bob), "before");
+    wait_for_health(&[&one, &two], "up");
+
+    redis.kill();
+    wait_for_health(&[&one, &two], "degraded");
+    // This node's own users are still served.
+    alice.send_text("alice2:during");
+    assert_eq!(next_text(&mut alice_too), "during");
+
+    redis.restart();
+    // "up" only once every local uid is subscribed again.
+    wait_for_health(&[&one, &two], "up");
+    alice.send_text("bob:after");
+    assert_eq!(next_text(&mut bob), "after");
+    bob.send_text("alice:back");
+    assert_eq!(next_text(&mut alice), "back");
+}
+
+#[test]
+fn a_node_whose_subscription_is_killed_subscribes_again() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob = RawClient::login(two.addr, "bob");
+    let reply = redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .unwrap();
+    assert!(
+        reply.starts_with(":2"),
+        "both subscription links killed: {reply}"
+    );
+    wait_for_health(&[&one, &two], "up");
+    alice.send_text("bob:still here");
+    assert_eq!(next_text(&mut bob), "still here");
+}
+
+#[test]
+fn the_sender_hears_offline_only_when_no_node_holds_the_uid() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob = RawClient::login(two.addr, "bob");
+    alice.send_text("bob:are you there");
+    alice.send_text("nobody:hello?");
+    assert_eq!(next_text(&mut bob), "are you there");
+    // The first reached bob on node two: no reply for it; the second reached nobody.
+    assert_eq!(next_text(&mut alice), "error: uid nobody is offline");
 }

@@ -42,6 +42,14 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
         "closes_by_code": by_key(&stats.closes),
         "handshake_failures_by_status": by_key(&stats.handshake_failures),
         "api_requests_by_status": by_key(&stats.api_requests),
+        "cluster": stats.cluster.map(|cluster| json!({
+            "up": cluster.up,
+            "published": cluster.published,
+            "received": cluster.received,
+            "lost": cluster.lost,
+            "bad": cluster.bad,
+            "link_failures": cluster.link_failures,
+        })),
     })
 }
 
@@ -159,6 +167,43 @@ pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
         "Push API requests by HTTP status.",
         &labelled("status", &stats.api_requests),
     );
+    if let Some(cluster) = stats.cluster {
+        metric(
+            "cluster_up",
+            "gauge",
+            "1 while both links to Redis are up and subscribed.",
+            &one(f64::from(u8::from(cluster.up))),
+        );
+        for (name, help, value) in [
+            (
+                "cluster_published_total",
+                "Messages published to other nodes.",
+                cluster.published,
+            ),
+            (
+                "cluster_received_total",
+                "Messages from the bus delivered here.",
+                cluster.received,
+            ),
+            (
+                "cluster_lost_total",
+                "Messages not published: Redis unreachable.",
+                cluster.lost,
+            ),
+            (
+                "cluster_bad_total",
+                "Malformed bus messages skipped.",
+                cluster.bad,
+            ),
+            (
+                "cluster_link_failures_total",
+                "Links to Redis that went down.",
+                cluster.link_failures,
+            ),
+        ] {
+            metric(name, "counter", help, &one(value as f64));
+        }
+    }
     out
 }
 

@@ -116,7 +116,15 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
         Endpoint::Health if ctx.is_shutting_down() => {
             Ok(Reply::json(503, &json!({ "status": "shutting down" })))
         }
-        Endpoint::Health => Ok(Reply::ok(json!({ "status": "ok" }))),
+        // A node whose Redis is unreachable still serves its own connections: it says so, but
+        // stays in a load balancer's pool (every node would leave it otherwise).
+        Endpoint::Health => Ok(Reply::ok(match ctx.stats().cluster {
+            Some(cluster) => json!({
+                "status": "ok",
+                "cluster": if cluster.up { "up" } else { "degraded" },
+            }),
+            None => json!({ "status": "ok" }),
+        })),
     };
     result.unwrap_or_else(|reply| reply)
 }

@@ -19,7 +19,7 @@ pub mod envelope;
 mod link;
 pub mod resp;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -31,7 +31,8 @@ use mio::event::Event;
 use self::link::{Link, Phase};
 use self::resp::Frame;
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
-use crate::hub::bus::{Outbound, Target};
+use crate::hub::bus::{Notify, Outbound, Target};
+use crate::hub::stats::ClusterStats;
 use crate::hub::{Hub, Recipients};
 use crate::net::Socket;
 use crate::protocol::Message;
@@ -51,21 +52,6 @@ const HOLD_MAX: Duration = Duration::from_secs(2);
 /// Slots of the two links in this endpoint's token space.
 const COMMANDS: usize = 0;
 const SUBSCRIPTION: usize = 1;
-
-/// What the cluster did, for `/stats`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterStats {
-    /// Messages published to other nodes.
-    pub published: u64,
-    /// Messages from other nodes (or outside publishers) delivered here.
-    pub received: u64,
-    /// Messages that could not be published because Redis was unreachable.
-    pub lost: u64,
-    /// Bus messages skipped because they were malformed or for an unknown channel.
-    pub bad: u64,
-    /// Times a link to Redis went down.
-    pub link_failures: u64,
-}
 
 /// One link, with its reconnect schedule.
 #[derive(Debug)]
@@ -94,7 +80,18 @@ pub(crate) struct Cluster {
     awaiting: HashMap<Rc<str>, Duration>,
     /// Uids confirmed (or given up on) this iteration, released at the flush.
     confirmed: HashSet<Rc<str>>,
-    pub(crate) stats: ClusterStats,
+    /// One entry per command on the command link whose reply is still to come, in order:
+    /// for a PUBLISH whose sender waits to hear that nobody holds the uid, the notice and
+    /// whether this node itself counted among the subscribers.
+    replies: VecDeque<Option<(Notify, bool)>>,
+    /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
+    unanswered: Vec<Notify>,
+    stats: ClusterStats,
+    /// The broadcast channel's subscription is confirmed on the current subscription link.
+    subscribed_to_all: bool,
+    /// The broadcast channel is to be subscribed after the uids queued with it: its
+    /// confirmation then says that the whole resubscription is done.
+    all_pending: bool,
     /// The random state for backoff jitter.
     jitter: u64,
 }
@@ -127,7 +124,11 @@ impl Cluster {
             next_linger: None,
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
+            replies: VecDeque::new(),
+            unanswered: Vec::new(),
             stats: ClusterStats::default(),
+            subscribed_to_all: false,
+            all_pending: false,
             jitter: node | 1,
         })
     }
@@ -185,11 +186,15 @@ impl Cluster {
         for publication in publications {
             if !up {
                 self.stats.lost += 1;
+                // Nobody else can be asked: what this node knows is the answer.
+                if let Some(notify) = publication.notify {
+                    hub.send(notify.conn, Message::Text(&notify.notice), now);
+                }
                 continue;
             }
-            let channel = match &publication.to {
-                Target::Uid(uid) => self.uid_channel(uid),
-                Target::All => self.all_channel(),
+            let (channel, counted) = match &publication.to {
+                Target::Uid(uid) => (self.uid_channel(uid), self.subscribed.contains_key(uid)),
+                Target::All => (self.all_channel(), false),
             };
             payload.clear();
             envelope::encode(
@@ -199,6 +204,8 @@ impl Cluster {
                 &publication.payload,
             );
             self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
+            self.replies
+                .push_back(publication.notify.map(|notify| (notify, counted)));
             self.stats.published += 1;
         }
     }
@@ -250,12 +257,16 @@ impl Cluster {
                 self.subscription.link.queue(&args);
             }
         }
+        if std::mem::take(&mut self.all_pending) {
+            let all = self.all_channel();
+            self.subscription.link.queue(&[b"SUBSCRIBE", &all]);
+        }
     }
 
-    /// The subscription link came up: subscribe to broadcasts and every uid held here.
+    /// The subscription link came up: subscribe to every uid held here, then to broadcasts
+    /// (whose confirmation marks the cluster up).
     fn resubscribe(&mut self) {
-        let all = self.all_channel();
-        self.subscription.link.queue(&[b"SUBSCRIBE", &all]);
+        self.all_pending = true;
         self.to_unsubscribe.clear();
         self.to_subscribe = self.subscribed.keys().cloned().collect();
         if !self.to_subscribe.is_empty() {
@@ -286,18 +297,34 @@ impl Cluster {
         if let Err(error) = result {
             self.fail(SUBSCRIPTION, &error, registry, now);
         }
-        let mut errors = 0;
-        let result = self.commands.link.read(scratch, |frame| {
-            if let Frame::Error(message) = &frame {
-                errors += 1;
-                debug!("cluster: Redis answered {message}");
-            }
-        });
-        if errors > 0 {
-            warn!("cluster: Redis refused {errors} commands");
+        let mut replies = Vec::new();
+        let result = self
+            .commands
+            .link
+            .read(scratch, |frame| replies.push(frame));
+        for reply in &replies {
+            self.on_reply(hub, reply, now);
         }
         if let Err(error) = result {
             self.fail(COMMANDS, &error, registry, now);
+        }
+    }
+
+    /// A reply on the command link: the number of nodes a PUBLISH reached, or an error.
+    fn on_reply<T>(&mut self, hub: &mut Hub<T>, reply: &Frame, now: Duration) {
+        let waiting = self.replies.pop_front().flatten();
+        let reached = match reply {
+            Frame::Integer(nodes) => *nodes,
+            Frame::Error(message) => {
+                warn!("cluster: Redis refused a command: {message}");
+                0
+            }
+            _ => 0,
+        };
+        if let Some((notify, counted)) = waiting {
+            if reached - i64::from(counted) <= 0 {
+                hub.send(notify.conn, Message::Text(&notify.notice), now);
+            }
         }
     }
 
@@ -309,6 +336,7 @@ impl Cluster {
         if let Some((true, channel)) = resp::as_confirmation(frame) {
             if channel == self.all_channel().as_slice() {
                 info!("cluster: up (subscribed to {}:all)", self.config.prefix);
+                self.subscribed_to_all = true;
                 return;
             }
             let uid = self.uid_of_channel(channel);
@@ -394,6 +422,9 @@ impl Cluster {
             hub.release_held(&self.confirmed);
             self.confirmed.clear();
         }
+        for notify in std::mem::take(&mut self.unanswered) {
+            hub.send(notify.conn, Message::Text(&notify.notice), now);
+        }
     }
 
     /// A link failed: close it and schedule a reconnect with backoff and jitter.
@@ -409,7 +440,13 @@ impl Cluster {
         attached.retry_at = now + attached.backoff.mul_f64(0.5 + jitter);
         attached.backoff = (attached.backoff * 2).min(BACKOFF_MAX);
         attached.link.reset(registry);
+        if slot == COMMANDS {
+            // Those replies will not come: their senders hear what this node knows.
+            let lost = self.replies.drain(..).flatten().map(|(notify, _)| notify);
+            self.unanswered.extend(lost);
+        }
         if slot == SUBSCRIPTION {
+            self.subscribed_to_all = false;
             // Nobody waits for a subscription that will only be made after the reconnect.
             self.confirmed
                 .extend(self.awaiting.drain().map(|(uid, _)| uid));
@@ -451,6 +488,10 @@ impl Cluster {
             self.config.redis.user.clone(),
             self.config.redis.password.clone(),
         );
+        if password.is_some() && slot == COMMANDS {
+            // AUTH's reply comes first.
+            self.replies.push_back(None);
+        }
         let attached = self.attached(slot);
         attached.backoff = BACKOFF_MIN;
         if let Some(password) = &password {
@@ -465,6 +506,12 @@ impl Cluster {
         if slot == SUBSCRIPTION {
             self.resubscribe();
         }
+    }
+
+    /// Shows this endpoint's state in the hub's stats (`/stats`, `/metrics`, `/health`).
+    fn publish_stats<T>(&mut self, hub: &mut Hub<T>) {
+        self.stats.up = self.subscribed_to_all && self.commands.link.phase() == Phase::Up;
+        hub.stats.cluster = Some(self.stats);
     }
 
     fn write_links(&mut self, registry: &mio::Registry, now: Duration) {
@@ -533,6 +580,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
         self.write_links(cx.registry, cx.now);
         // Held connections released now are written in the next iteration's flush.
         self.release(cx.hub, cx.now);
+        self.publish_stats(cx.hub);
     }
 
     fn next_deadline(&self) -> Option<Duration> {

@@ -7,6 +7,7 @@
 
 use std::rc::Rc;
 
+use crate::hub::ids::ConnId;
 use crate::protocol::Message;
 
 /// Whom a publication is for, on every other node.
@@ -25,6 +26,16 @@ pub(crate) struct Publication {
     /// Text (true) or binary.
     pub(crate) text: bool,
     pub(crate) payload: Vec<u8>,
+    /// Sent to a connection here if no other node holds the uid (the reference protocol's
+    /// "offline" reply, which only the cluster can know to be true).
+    pub(crate) notify: Option<Notify>,
+}
+
+/// A notice for the sender of a publication that nobody else received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Notify {
+    pub(crate) conn: ConnId,
+    pub(crate) notice: String,
 }
 
 /// Publications and presence changes since the cluster last drained them.
@@ -44,7 +55,23 @@ impl Outbound {
             Message::Text(text) => (true, text.as_bytes().to_vec()),
             Message::Binary(bytes) => (false, bytes.to_vec()),
         };
-        self.publications.push(Publication { to, text, payload });
+        self.publications.push(Publication {
+            to,
+            text,
+            payload,
+            notify: None,
+        });
+    }
+
+    /// Attaches `notify` to the last publication if it was for `uid`; false if it was not.
+    pub(crate) fn notify_last(&mut self, uid: &str, notify: Notify) -> bool {
+        match self.publications.last_mut() {
+            Some(last) if matches!(&last.to, Target::Uid(to) if &**to == uid) => {
+                last.notify = Some(notify);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether anything waits for the cluster.

@@ -923,6 +923,9 @@ pub(crate) trait Actions {
     fn stats(&self) -> &Stats;
     fn config(&self) -> &Config;
     fn is_shutting_down(&self) -> bool;
+    /// Sends `notice` to `conn` once no node is known to hold `uid` (see
+    /// `Context::tell_if_offline`).
+    fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str, now: Duration);
 }
 
 impl<T> Actions for Hub<T> {
@@ -980,6 +983,19 @@ impl<T> Actions for Hub<T> {
     }
     fn is_shutting_down(&self) -> bool {
         self.shutting_down
+    }
+    fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str, now: Duration) {
+        let notify = bus::Notify {
+            conn,
+            notice: notice.to_owned(),
+        };
+        let deferred = match &mut self.bus {
+            Some(bus) => bus.notify_last(uid, notify),
+            None => false,
+        };
+        if !deferred {
+            Hub::send(self, conn, Message::Text(notice), now);
+        }
     }
 }
 

@@ -36,6 +36,27 @@ pub struct Stats {
     pub socket_reads: u64,
     /// Write calls on WebSocket connections (each a `write` or `writev`).
     pub socket_writes: u64,
+    /// The cluster's state and counters, when this node is part of one.
+    pub cluster: Option<ClusterStats>,
+}
+
+/// What this node's cluster endpoint did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Both links to Redis are up and subscribed to broadcasts.
+    pub up: bool,
+    /// Messages published to other nodes.
+    pub published: u64,
+    /// Messages from other nodes (or outside publishers) delivered here.
+    pub received: u64,
+    /// Messages that could not be published because Redis was unreachable (lost for the other
+    /// nodes: delivery through the bus is at most once).
+    pub lost: u64,
+    /// Bus messages skipped because they were malformed or for a channel this node does not
+    /// know.
+    pub bad: u64,
+    /// Times a link to Redis went down.
+    pub link_failures: u64,
 }
 
 /// The server's state at one moment.

@@ -41,6 +41,30 @@ impl RedisServer {
         }
     }
 
+    /// Kills this Redis (as a crash would: SIGKILL, nothing saved).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Redis again on the same port, after `kill`.
+    pub fn restart(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("restart redis-server");
+            if self.wait_ready(deadline) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+        }
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
