@@ -99,7 +99,7 @@ pub struct Cli {
     pub max_send_buffer: usize,
 
     /// Cap on all connections' send queues together, counted as --max-send-buffer counts one;
-    /// past it, connections that are behind get the slow-consumer policy for new messages.
+    /// past it, only an empty queue takes a new message (the others drop it, counted).
     #[arg(long, env = "WSPUSH_MAX_TOTAL_SEND_BUFFER", default_value = "1GiB", value_parser = parse_size)]
     pub max_total_send_buffer: usize,
 

@@ -12,7 +12,8 @@ pub enum SlowConsumerPolicy {
     /// Drop the message for that connection only and count it (default).
     #[default]
     Drop,
-    /// Close that connection with 1008; other connections are unaffected.
+    /// Close that connection with 1008; other connections are unaffected. (Only for a
+    /// connection over its own cap; past the total cap messages are dropped.)
     Close,
 }
 
@@ -26,7 +27,8 @@ pub struct Config {
     pub backlog: u32,
     /// The kernel's send buffer for each WebSocket connection (`SO_SNDBUF`, set on the
     /// listener and inherited by every accepted socket; Linux doubles it for its own
-    /// bookkeeping). `None`: the kernel sizes it (autotuning, up to `net.ipv4.tcp_wmem`'s
+    /// bookkeeping and caps it at `net.core.wmem_max`, 208 KiB by default; 4 KiB to 1 GiB).
+    /// `None`: the kernel sizes it (autotuning, up to `net.ipv4.tcp_wmem`'s
     /// maximum, 4 MiB on most systems), which holds what a client does not read outside every
     /// cap of this server. Default `None`.
     pub socket_send_buffer: Option<usize>,
@@ -63,10 +65,10 @@ pub struct Config {
     /// over half of this. Default 1 MiB.
     pub max_send_buffer: usize,
     /// Cap on the sum of every connection's queue, counted the same way (a frame shared by many
-    /// queues is charged to each, so this overstates memory for big broadcasts). Past it,
-    /// connections that are behind (their socket refused bytes and their queue is not empty)
-    /// get the slow-consumer policy for new messages; connections that keep up are still
-    /// served. Default 1 GiB.
+    /// queues is charged to each, so this overstates memory for big broadcasts). Past it, only
+    /// a connection whose queue is empty takes a new message (every connection still gets one
+    /// frame per flush); for the others it is dropped and counted, whatever
+    /// `slow_consumer` says, since the total is not one connection's fault. Default 1 GiB.
     pub max_total_send_buffer: usize,
     /// What to do with a message that would overflow `max_send_buffer`. Default `Drop`.
     pub slow_consumer: SlowConsumerPolicy,
@@ -194,22 +196,30 @@ impl std::str::FromStr for RedisAddr {
                  every database); leave it out"
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse()
-                    .map_err(|_| format!("{url}: '{port}' is not a port"))?,
-            ),
-            None => (authority, 6379),
+        let port_of = |port: &str| {
+            port.parse::<u16>()
+                .map_err(|_| format!("{url}: '{port}' is not a port"))
+        };
+        let (host, port) = match authority.strip_prefix('[') {
+            // An IPv6 address: [addr] or [addr]:port.
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((host, "")) => (host, 6379),
+                Some((host, rest)) => match rest.strip_prefix(':') {
+                    Some(port) => (host, port_of(port)?),
+                    None => return Err(format!("{url}: unexpected '{rest}' after the address")),
+                },
+                None => return Err(format!("{url}: unclosed '['")),
+            },
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, port_of(port)?),
+                None => (authority, 6379),
+            },
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
         }
         Ok(Self {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: host.to_owned(),
             port,
             user,
             password,
@@ -370,10 +380,11 @@ impl Config {
         }
         if self
             .socket_send_buffer
-            .is_some_and(|size| size < MIN_SOCKET_BUFFER)
+            .is_some_and(|size| !(MIN_SOCKET_BUFFER..=MAX_SOCKET_BUFFER).contains(&size))
         {
             return fail(format!(
-                "--socket-send-buffer must be at least {MIN_SOCKET_BUFFER} bytes (or kernel)"
+                "--socket-send-buffer must be between {MIN_SOCKET_BUFFER} bytes and 1 GiB (or \
+                 kernel)"
             ));
         }
         if self.max_handshake_size < MIN_HANDSHAKE_SIZE {
@@ -520,6 +531,8 @@ const MIN_HANDSHAKE_SIZE: usize = 512;
 const MIN_SEND_BUFFER: usize = 4096;
 /// Smallest `socket_send_buffer` accepted: a few segments.
 const MIN_SOCKET_BUFFER: usize = 4096;
+/// Largest `socket_send_buffer` accepted (the kernel takes an `int`, and doubles it).
+const MAX_SOCKET_BUFFER: usize = 1 << 30;
 /// Smallest `read_buffer_size` accepted.
 const MIN_READ_BUFFER: usize = 4096;
 

@@ -357,10 +357,9 @@ fn an_all_flood_at_5000_bound_receivers_is_held_to_the_caps() {
         stats["messages"]["dropped"].as_u64().unwrap() > 0,
         "the caps were never reached: {stats}"
     );
-    // The total cap only holds back connections whose socket refused bytes, so each receiver
-    // also keeps what was queued for it before its socket filled, up to its own cap (the
-    // `queued_bytes` gauge shows it). Those are shared frames: each holds a queue slot (32 B,
-    // and as much again of the queue's slack), not its bytes.
+    // Past the total cap an empty queue still takes one frame, and the total counts a shared
+    // frame once per queue: the allowance covers one queue slot (32 B, and as much again of
+    // the queue's slack) per frame each receiver may hold, not its bytes.
     let frames_per_queue = CAP / (2 + payload.len() as u64 + 96);
     let allowance = 4 * MIB;
     let bound = TOTAL_CAP + RECEIVERS as u64 * frames_per_queue * 64 + allowance;

@@ -64,8 +64,9 @@ pub enum Parsed<'a> {
     Incomplete {
         /// The client asked for `100 Continue`.
         expects_continue: bool,
-        /// The request so far, once its head is complete (its body as far as it arrived):
-        /// enough to refuse it (401, 404, 405) before the body is read.
+        /// The request so far, once its head is complete (a chunked body as far as it
+        /// arrived; a `Content-Length` body only when complete): enough to refuse it (401,
+        /// 404, 405) before the body is read.
         head: Option<&'a HttpRequest>,
     },
 }
@@ -185,6 +186,11 @@ impl RequestParser {
                 },
             }),
         }
+    }
+
+    /// Forgets the request in progress (its input was thrown away).
+    pub fn reset(&mut self) {
+        self.state = FRESH;
     }
 
     fn advance(&mut self, buf: &[u8]) -> Result<Option<(HttpRequest, usize)>, HttpError> {

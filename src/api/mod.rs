@@ -523,6 +523,7 @@ impl<T: Transport> ApiConn<T> {
         if !keep_alive {
             self.closing = true;
             self.input = Vec::new();
+            self.parser.reset();
         }
     }
 

@@ -444,6 +444,7 @@ impl<T> Hub<T> {
                 self.over_limit(key, now);
                 SendStatus::Dropped
             }
+            Offered::OverTotal => SendStatus::Dropped,
         }
     }
 
@@ -1012,7 +1013,7 @@ impl Fanout {
     #[inline]
     fn record(&mut self, key: usize, offered: Offered) {
         match offered {
-            Offered::Queued(SendStatus::Dropped) => self.dropped += 1,
+            Offered::Queued(SendStatus::Dropped) | Offered::OverTotal => self.dropped += 1,
             Offered::Queued(_) => self.queued += 1,
             Offered::OverLimit => self.over_limit.push(key),
         }
@@ -1024,6 +1025,9 @@ enum Offered {
     Queued(SendStatus),
     /// The queue is full; the caller applies the slow-consumer policy.
     OverLimit,
+    /// All queues together are at their cap: the message is dropped for this connection and
+    /// counted, but the connection is not to blame (no slow-consumer close).
+    OverTotal,
 }
 
 /// The caps an offer is checked against, and the running total it adds to.
@@ -1065,9 +1069,12 @@ fn offer<T>(
     // Past the total cap, only an empty queue takes a message: every connection still gets
     // one frame per flush, and nothing can pile up (a shared broadcast frame is counted once
     // per queue, so the total overstates what it costs, never understates it).
-    let over_total = *limits.total + cost > limits.all_conns;
-    if queued > 0 && (queued + cost > limits.per_conn || over_total) {
+    if queued > 0 && queued + cost > limits.per_conn {
         return Offered::OverLimit;
+    }
+    if queued > 0 && *limits.total + cost > limits.all_conns {
+        stats.dropped_messages += 1;
+        return Offered::OverTotal;
     }
     *limits.total += cost;
     let status = if conn.has(BLOCKED) {

@@ -512,3 +512,33 @@ fn sweep_releases_send_queues_kept_from_a_burst() {
     hub.sweep(ms(1));
     assert!(!hub.conns[id.key()].outbox.has_spare());
 }
+
+#[test]
+fn past_the_total_cap_messages_are_dropped_without_closing_anyone() {
+    let frame_cost = 3 + FRAME_OVERHEAD; // "x" as a text frame
+    let mut hub = hub(Config {
+        max_send_buffer: 100 * frame_cost,
+        max_total_send_buffer: 100 * frame_cost,
+        slow_consumer: crate::SlowConsumerPolicy::Close,
+        ..quiet()
+    });
+    let conns: Vec<ConnId> = (0..60)
+        .map(|i| {
+            let id = open_conn(&mut hub, ms(0));
+            hub.bind_uid(id, &format!("u{i}"), ms(0));
+            id
+        })
+        .collect();
+    // Two broadcasts in one turn: the second passes the total (60 + 60 frames > 100).
+    hub.deliver(Recipients::All, Message::Text("x"), ms(0));
+    let second = hub.deliver(Recipients::All, Message::Text("x"), ms(0));
+    assert_eq!(second.queued + second.dropped, 60);
+    assert!(second.dropped > 0);
+    for id in conns {
+        assert_eq!(
+            hub.conns[id.key()].state,
+            State::Open,
+            "nobody is closed for the total"
+        );
+    }
+}

@@ -11,6 +11,8 @@
 //! panics on peer input and never spins: input per connection per turn is bounded, accepting
 //! pauses at the limit and resumes when a connection closes.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -24,6 +26,7 @@ use mio::Interest;
 use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::handler::Request;
 use crate::hub::conn::{Spill, State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, PEER_GONE, READABLE};
+use crate::hub::ids::tick;
 use crate::hub::outbox::Flushed;
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
@@ -50,8 +53,9 @@ pub(crate) struct WebSocket {
     /// Connections whose message budget ran out this iteration: they get their next turn
     /// after the flush, not in this iteration's extra read passes.
     deferred: Vec<usize>,
-    /// Connections whose input waits until their fan-out allowance is repaid, with when.
-    throttled: Vec<(Duration, usize)>,
+    /// Connections whose input waits until their fan-out allowance is repaid, earliest first
+    /// (an entry for a connection that is gone is skipped when it comes up).
+    throttled: BinaryHeap<Reverse<(Duration, usize)>>,
     sweeps: SweepTimer,
 }
 
@@ -75,7 +79,7 @@ impl WebSocket {
             gate: AcceptGate::new("WebSocket"),
             ready: Vec::new(),
             deferred: Vec::new(),
-            throttled: Vec::new(),
+            throttled: BinaryHeap::new(),
             sweeps: SweepTimer::quarter_of(shortest),
         }
     }
@@ -117,29 +121,26 @@ impl WebSocket {
         let Some(wait) = hub.fanout_wait(key, now) else {
             return false;
         };
+        // Its input is waiting: the peer is alive, whatever the idle timer says.
+        hub.conns[key].last_seen = tick(now);
         if hub.mark_throttled(key, now) {
-            self.throttled.push((now + wait, key));
+            self.throttled.push(Reverse((now + wait, key)));
         }
         true
     }
 
     /// Makes the connections whose wait is over ready again.
     fn release_throttled<T>(&mut self, hub: &mut Hub<T>, now: Duration) {
-        if self.throttled.iter().all(|&(due, _)| due > now) {
-            return;
-        }
-        let mut waiting = std::mem::take(&mut self.throttled);
-        waiting.retain(|&(due, key)| {
+        while let Some(&Reverse((due, key))) = self.throttled.peek() {
             if due > now {
-                return true;
+                break;
             }
+            self.throttled.pop();
             hub.clear_throttled(key);
             if hub.conns.contains(key) {
                 self.mark_ready(hub, key);
             }
-            false
-        });
-        self.throttled = waiting;
+        }
     }
 
     /// Makes the connections deferred this iteration ready for the next one.
@@ -394,7 +395,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        let throttled = self.throttled.iter().map(|&(due, _)| due).min();
+        let throttled = self.throttled.peek().map(|&Reverse((due, _))| due);
         Some(throttled.map_or(self.sweeps.next(), |due| due.min(self.sweeps.next())))
     }
 
@@ -639,6 +640,10 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
             hub.charge_fanout(key, fanout, now);
             // In debt for its fan-out: the rest waits (see `WebSocket::throttle`).
             let in_debt = fanout > 0 && hub.fanout_wait(key, now).is_some();
+            if in_debt {
+                // Nothing more this turn, from this read or the next (see `read_conn`).
+                budget.messages = 0;
+            }
             if hub.conns[key].state == State::Open && !budget.is_spent() && !in_debt {
                 ControlFlow::Continue(())
             } else {

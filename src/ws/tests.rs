@@ -651,15 +651,40 @@ fn a_client_over_its_fanout_rate_is_read_later_and_loses_nothing() {
         !harness.ws.has_work_for_tests(),
         "waiting costs no loop iterations"
     );
-    assert!(harness
-        .ws
-        .throttled
-        .iter()
-        .all(|&(due, _)| due > harness.now));
+    let due = harness.ws.throttled.peek().map(|entry| entry.0 .0);
+    assert!(due.is_some_and(|due| due > harness.now), "{due:?}");
     // A quarter of a second makes the allowance positive: the next broadcast goes.
     harness.advance(ms(251));
     assert_eq!(receiver_fake.take_written(), text("b"));
     harness.advance(ms(2000));
     assert_eq!(receiver_fake.take_written(), text("b").repeat(3));
     assert_eq!(harness.hub.stats.closes.len(), 0, "nobody closed");
+}
+
+#[test]
+fn a_client_held_back_for_its_fanout_is_not_closed_as_idle() {
+    let config = Config {
+        client_fanout_rate: Some(1),
+        idle_timeout: Some(ms(10_000)),
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, PushProtocol::new());
+    for i in 0..30 {
+        let (key, fake, _) = harness.open("");
+        harness.send(key, &fake, &frame(1, format!("r{i}").as_bytes()));
+    }
+    let (sender, sender_fake, _) = harness.open("");
+    harness.send(sender, &sender_fake, &frame(1, b"s"));
+    // 30 deliveries beyond the first against a rate of 1: half a minute of debt.
+    harness.send(sender, &sender_fake, &frame(1, b"all:b"));
+    for _ in 0..15 {
+        // The client keeps sending; it is held back, and alive.
+        harness.now += ms(1000);
+        harness.send(sender, &sender_fake, &frame(1, b"r0:hi"));
+    }
+    assert!(harness.hub.conns.contains(sender));
+    assert_eq!(
+        harness.hub.conns[sender].state,
+        crate::hub::conn::State::Open
+    );
 }
