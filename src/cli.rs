@@ -163,7 +163,7 @@ pub struct Cli {
     /// Deliveries per second one client's messages may cause beyond each one's first (a
     /// broadcast to n counts n − 1; bursts of twice that); past it the client's input waits in TCP until the allowance is back
     /// (nothing lost, nobody closed). `off` for no limit.
-    #[arg(long, env = "WSPUSH_CLIENT_FANOUT_RATE", default_value = "10000", value_parser = parse_rate)]
+    #[arg(long, env = "WSPUSH_CLIENT_FANOUT_RATE", default_value = "1000", value_parser = parse_rate)]
     pub client_fanout_rate: Rate,
 
     /// Messages one connection may have dispatched per loop turn; the rest waits for its next

@@ -91,8 +91,8 @@ pub struct Config {
     /// nothing), as an allowance holding up to twice that. A message goes through
     /// while the allowance is positive and its fan-out is charged after it; while it is in
     /// debt, the client's input is not read (it waits in TCP: nothing is lost, nobody is
-    /// closed), so a client flooding `all:` to 10,000 gets one broadcast per second. `None`:
-    /// no limit. Default 10,000.
+    /// closed), so a client flooding `all:` to 10,000 gets one broadcast every 10 s. `None`:
+    /// no limit. Default 1,000.
     pub client_fanout_rate: Option<u32>,
     /// Messages (and pings) one connection may have dispatched per loop turn; what it sent
     /// beyond waits, undecoded, for its next turn, after everyone's output was flushed. Bounds
@@ -298,7 +298,7 @@ impl Default for Config {
             group_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             client_rate: None,
-            client_fanout_rate: Some(10_000),
+            client_fanout_rate: Some(1_000),
             max_messages_per_turn: 64,
             max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
