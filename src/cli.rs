@@ -177,6 +177,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_DELIVERIES_PER_TURN", default_value_t = 10_000)]
     pub max_deliveries_per_turn: usize,
 
+    /// Worker processes on this machine, sharing the ports (SO_REUSEPORT) and joined through
+    /// --redis; a supervisor restarts a worker that dies and stops them all on SIGTERM.
+    #[arg(long, env = "WSPUSH_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
     /// Join a cluster through this Redis: redis://[[user]:password@]host[:port]. Every node of
     /// the cluster names the same one; a message for a uid reaches the nodes that hold it.
     #[arg(long, env = "WSPUSH_REDIS", value_parser = parse_redis)]
@@ -251,6 +256,7 @@ impl Cli {
             listen: self.listen,
             backlog: self.backlog,
             socket_send_buffer: self.socket_send_buffer.0,
+            reuse_port: false,
             max_connections: self.max_connections,
             max_message_size: self.max_message_size,
             allowed_origins: self.allowed_origins.clone(),

@@ -32,6 +32,10 @@ pub struct Config {
     /// maximum, 4 MiB on most systems), which holds what a client does not read outside every
     /// cap of this server. Default `None`.
     pub socket_send_buffer: Option<usize>,
+    /// Bind the listeners (WebSocket and push API) with `SO_REUSEPORT`, so that several
+    /// processes serve the same ports and the kernel spreads connections over them (the
+    /// binary's `--workers`). Default `false`.
+    pub reuse_port: bool,
     /// Most connections held at once; `None` means the open-files limit minus `FD_RESERVE`
     /// minus the push API's `max_connections` (so the API keeps its descriptors when the
     /// WebSocket side is full). Beyond it new connections get `503` and are closed. Default
@@ -282,6 +286,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 1234)),
             backlog: 4096,
             socket_send_buffer: None,
+            reuse_port: false,
             max_connections: None,
             max_message_size: 1 << 20,
             allowed_origins: Vec::new(),

@@ -2,6 +2,7 @@
 //! flags and `WSPUSH_*` environment variables.
 
 mod cli;
+mod supervisor;
 
 use std::process::ExitCode;
 
@@ -12,10 +13,37 @@ use wspush::{Config, Echo, Handler, PushProtocol, Server};
 use crate::cli::{Cli, LoginRefusal, Mode};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Ok(index) = std::env::var(supervisor::WORKER_ENV) {
+        // A worker's lines say which worker wrote them.
+        logger.format(move |out, record| {
+            use std::io::Write;
+            writeln!(
+                out,
+                "[{} {:<5} worker {index} {}] {}",
+                out.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    }
+    logger.init();
     let cli = Cli::parse();
-    let config = cli.config();
+    let config = match worker_config(cli.config()) {
+        Ok(config) => config,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let workers = cli.workers;
     let result = match (cli.mode, cli.auth_secret.as_deref()) {
+        _ if workers == 0 => Err("--workers must be at least 1".to_owned()),
+        _ if workers > 1 && config.cluster.is_none() => Err(format!(
+            "--workers {workers} needs --redis: workers share their users through the cluster"
+        )),
         (_, Some("")) => Err(
             "--auth-secret (WSPUSH_AUTH_SECRET) is empty: anyone could sign \
              any uid with it; set a real secret or unset it"
@@ -49,9 +77,14 @@ fn main() -> ExitCode {
                 ),
                 None => "uids taken on trust (no --auth-secret)".to_owned(),
             };
-            serve(config, handler, &format!("push, {logins}, {routing}"))
+            serve(
+                config,
+                handler,
+                &format!("push, {logins}, {routing}"),
+                workers,
+            )
         }
-        (Mode::Echo, None) => serve(config, Echo, "echo"),
+        (Mode::Echo, None) => serve(config, Echo, "echo", workers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,11 +95,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), String> {
+/// In a worker started by the supervisor: the ports it chose, shared with `SO_REUSEPORT`.
+fn worker_config(mut config: Config) -> Result<Config, String> {
+    if std::env::var_os(supervisor::WORKER_ENV).is_none() {
+        return Ok(config);
+    }
+    let addr = |name: &str| -> Result<Option<std::net::SocketAddr>, String> {
+        std::env::var(name)
+            .ok()
+            .map(|value| value.parse().map_err(|e| format!("{name}={value}: {e}")))
+            .transpose()
+    };
+    if let Some(listen) = addr(supervisor::LISTEN_ENV)? {
+        config.listen = listen;
+    }
+    if let (Some(api), Some(listen)) = (config.api.as_mut(), addr(supervisor::API_LISTEN_ENV)?) {
+        api.listen = listen;
+    }
+    config.reuse_port = true;
+    Ok(config)
+}
+
+/// Serves `config` with `handler` in this process, or, with several workers, supervises them.
+fn serve<H: Handler>(config: Config, handler: H, mode: &str, workers: usize) -> Result<(), String> {
+    if workers > 1 && std::env::var_os(supervisor::WORKER_ENV).is_none() {
+        return supervise(config, mode, workers);
+    }
     let mut server = Server::bind(config, handler).map_err(|e| e.to_string())?;
     server
         .handle_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if std::env::var_os(supervisor::WORKER_ENV).is_some() {
+        supervisor::follow_parent(server.handle());
+    }
     info!("{}", startup_line(&server, mode));
     let origins = &server.config().allowed_origins;
     if origins.is_empty() {
@@ -86,6 +147,36 @@ fn serve<H: Handler>(config: Config, handler: H, mode: &str) -> Result<(), Strin
         _ => info!("push API off"),
     }
     server.run().map_err(|e| format!("server failed: {e}"))
+}
+
+/// The supervisor's side of `--workers`: reserves the ports, says where it listens (as a
+/// single process would), and runs the workers.
+fn supervise(config: Config, mode: &str, workers: usize) -> Result<(), String> {
+    let config = config.checked().map_err(|e| e.to_string())?;
+    let ports = supervisor::reserve(config.listen, config.api.as_ref().map(|api| api.listen))
+        .map_err(|e| format!("cannot reserve the ports for the workers: {e}"))?;
+    let redis = config
+        .cluster
+        .as_ref()
+        .map_or(String::new(), |cluster| cluster.redis.to_string());
+    info!(
+        "wspush {} listening on {} (mode {mode}; {workers} workers sharing the port, cluster on \
+         {redis})",
+        env!("CARGO_PKG_VERSION"),
+        ports.listen
+    );
+    match (ports.api, config.api.as_ref()) {
+        (Some(addr), Some(api)) => {
+            let protection = if api.key.is_some() {
+                "every request needs the API key"
+            } else {
+                "no API key: loopback clients only"
+            };
+            info!("push API listening on http://{addr} ({protection}; shared by the workers)");
+        }
+        _ => info!("push API off"),
+    }
+    supervisor::supervise(workers, &ports, config.shutdown_timeout)
 }
 
 fn startup_line<H: Handler>(server: &Server<H>, mode: &str) -> String {

@@ -168,8 +168,13 @@ impl<H: Handler> Server<H> {
         let max_connections = budget.websocket;
         let poll = Poll::new().map_err(context("cannot create the poller"))?;
         let listen = config.listen;
-        let mut listener = net::bind_listener(listen, config.backlog, config.socket_send_buffer)
-            .map_err(context(format!("cannot listen on {listen}")))?;
+        let mut listener = net::bind_listener(
+            listen,
+            config.backlog,
+            config.socket_send_buffer,
+            config.reuse_port,
+        )
+        .map_err(context(format!("cannot listen on {listen}")))?;
         let tokens = Tokens::of(WEBSOCKET);
         poll.registry()
             .register(
@@ -184,9 +189,16 @@ impl<H: Handler> Server<H> {
         let waker = Waker::new(poll.registry(), WAKER).map_err(context("cannot create a waker"))?;
         let api = match &config.api {
             Some(api) => Some(
-                Api::bind(api.clone(), poll.registry(), Tokens::of(API)).map_err(context(
-                    format!("cannot serve the push API on {}", api.listen),
-                ))?,
+                Api::bind(
+                    api.clone(),
+                    poll.registry(),
+                    Tokens::of(API),
+                    config.reuse_port,
+                )
+                .map_err(context(format!(
+                    "cannot serve the push API on {}",
+                    api.listen
+                )))?,
             ),
             None => None,
         };

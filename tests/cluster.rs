@@ -222,3 +222,99 @@ fn the_sender_hears_offline_only_when_no_node_holds_the_uid() {
     // The first reached bob on node two: no reply for it; the second reached nobody.
     assert_eq!(next_text(&mut alice), "error: uid nobody is offline");
 }
+
+/// The supervisor of `--workers n` on `redis`, once every worker joined the cluster; and the
+/// workers' pids, from its log.
+fn workers(redis: &RedisServer, n: usize) -> (BinaryServer, Vec<u32>) {
+    let server = BinaryServer::start(&[
+        "--workers",
+        &n.to_string(),
+        "--redis",
+        &redis.url(),
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+    ]);
+    let (mut pids, mut up) = (Vec::new(), 0);
+    let deadline = Instant::now() + WAIT;
+    while pids.len() < n || up < n {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the workers did not all join the cluster");
+        if let Some(pid) = line.split("started (pid ").nth(1) {
+            pids.push(pid.trim_end_matches(')').parse().unwrap());
+        }
+        if line.contains("cluster: up") {
+            up += 1;
+        }
+    }
+    (server, pids)
+}
+
+/// Open descriptors of process `pid`.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+#[test]
+fn workers_share_one_port_and_their_users_and_a_dead_worker_is_restarted() {
+    let redis = RedisServer::start();
+    let (server, pids) = workers(&redis, 3);
+    let before: Vec<usize> = pids.iter().map(|&pid| open_files(pid)).collect();
+    let mut clients: Vec<RawClient> = (0..60)
+        .map(|i| RawClient::login(server.addr, &format!("u{i}")))
+        .collect();
+    let serving = pids
+        .iter()
+        .zip(&before)
+        .filter(|(&pid, &fds)| open_files(pid) > fds)
+        .count();
+    assert!(
+        serving >= 2,
+        "the kernel spread 60 connections over {serving} of 3 workers"
+    );
+    // Everyone reaches everyone, wherever the kernel put them.
+    for i in 0..60 {
+        let to = (i + 17) % 60;
+        clients[i].send_text(&format!("u{to}:from {i}"));
+        assert_eq!(next_text(&mut clients[to]), format!("from {i}"));
+    }
+
+    // A worker killed with SIGKILL loses its own connections only, and is started again.
+    let victim = pids[1];
+    std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the dead worker was not restarted");
+        if line.contains("worker 1 started") {
+            break;
+        }
+    }
+    let mut alive: Vec<usize> = Vec::new();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send_text(&format!("u{i}:ping"));
+        if client
+            .try_read_frame()
+            .is_some_and(|frame| frame.payload == b"ping")
+        {
+            alive.push(i);
+        }
+    }
+    assert!(
+        alive.len() >= 20,
+        "only {} of 60 clients survived",
+        alive.len()
+    );
+    assert!(alive.len() < 60, "the killed worker held nobody");
+    let (a, b) = (alive[0], alive[alive.len() - 1]);
+    clients[a].send_text(&format!("u{b}:still connected"));
+    assert_eq!(next_text(&mut clients[b]), "still connected");
+}

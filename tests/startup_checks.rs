@@ -108,3 +108,13 @@ fn start_up_log_says_how_the_server_is_protected() {
     );
     assert!(log.contains("no API key: loopback clients only"), "{log}");
 }
+
+#[test]
+fn several_workers_without_a_cluster_are_refused() {
+    let log = refused(&["--workers", "3"], &[]);
+    assert!(log.contains("--workers 3 needs --redis"), "{log}");
+    let log = refused(&["--workers", "0"], &[]);
+    assert!(log.contains("--workers must be at least 1"), "{log}");
+    let log = refused(&["--redis", "rediss://cache.example"], &[]);
+    assert!(log.contains("rediss://"), "{log}");
+}

@@ -98,8 +98,9 @@ impl Api<Socket> {
         config: ApiConfig,
         registry: &mio::Registry,
         tokens: Tokens,
+        reuse_port: bool,
     ) -> io::Result<Self> {
-        let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG, None)?;
+        let mut listener = crate::net::bind_listener(config.listen, API_BACKLOG, None, reuse_port)?;
         registry.register(
             &mut listener,
             tokens.token(Slot::Listener),

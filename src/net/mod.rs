@@ -40,9 +40,13 @@ pub(crate) fn bind_listener(
     addr: SocketAddr,
     backlog: u32,
     send_buffer: Option<usize>,
+    reuse_port: bool,
 ) -> io::Result<mio::net::TcpListener> {
     let socket = socket2::Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     // Accepted sockets inherit this: pushed messages are small and must not wait for ACKs.
     socket.set_tcp_nodelay(true)?;
