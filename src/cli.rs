@@ -195,6 +195,11 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLUSTER_LINGER", default_value = "1s", value_parser = parse_duration)]
     pub cluster_linger: Duration,
 
+    /// A subscription silent this long is probed (a message to this node's own channel); one
+    /// whose probe does not come back within as long again is reconnected.
+    #[arg(long, env = "WSPUSH_CLUSTER_PROBE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub cluster_probe_interval: Duration,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -297,6 +302,7 @@ impl Cli {
                 redis,
                 prefix: self.cluster_prefix.clone(),
                 linger: self.cluster_linger,
+                probe_interval: self.cluster_probe_interval,
             }),
         }
     }

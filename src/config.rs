@@ -128,6 +128,10 @@ pub struct ClusterConfig {
     /// How long a uid stays subscribed after its last connection here closed, so that a
     /// reconnecting user costs no UNSUBSCRIBE and SUBSCRIBE. Default 1 s.
     pub linger: Duration,
+    /// When the subscription has delivered nothing for this long, the node publishes a probe
+    /// on its own channel; if that does not come back within as long again, the subscription
+    /// is reconnected. Default 10 s.
+    pub probe_interval: Duration,
 }
 
 impl ClusterConfig {
@@ -137,6 +141,7 @@ impl ClusterConfig {
             redis,
             prefix: "wspush".to_owned(),
             linger: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(10),
         }
     }
 }
@@ -419,6 +424,9 @@ impl Config {
             return fail("--max-deliveries-per-turn must be at least 1".into());
         }
         if let Some(cluster) = &self.cluster {
+            if cluster.probe_interval.is_zero() {
+                return fail("--cluster-probe-interval must be longer than 0".into());
+            }
             let prefix = &cluster.prefix;
             if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return fail(format!(

@@ -318,3 +318,48 @@ fn workers_share_one_port_and_their_users_and_a_dead_worker_is_restarted() {
     clients[a].send_text(&format!("u{b}:still connected"));
     assert_eq!(next_text(&mut clients[b]), "still connected");
 }
+
+#[test]
+fn a_subscription_that_silently_stops_is_found_by_the_probe_and_repaired() {
+    let redis = RedisServer::start();
+    let proxy = common::redis::SilentProxy::start(redis.port);
+    let one = node(&redis);
+    // Node two reaches Redis through the proxy, probing every 200 ms.
+    let two = BinaryServer::start(&[
+        "--redis",
+        &proxy.url(),
+        "--cluster-probe-interval",
+        "200ms",
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+    ]);
+    wait_for_health(&[&two], "up");
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob = RawClient::login(two.addr, "bob");
+    alice.send_text("bob:before");
+    assert_eq!(next_text(&mut bob), "before");
+
+    proxy.silence_current();
+    // Node two notices that both links went silent (its probe does not come back, Redis
+    // answers no command), reconnects them, and subscribes bob again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut api = Http::connect(two.api.unwrap());
+        let stats = api
+            .request("GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .json();
+        let repaired = stats["cluster"]["stale_repairs"].as_u64().unwrap() >= 2;
+        if repaired && stats["cluster"]["up"] == true {
+            // Nothing spun meanwhile: the loop woke up about as often as it was polled.
+            let wakeups = stats["io"]["wakeups"].as_u64().unwrap();
+            assert!(wakeups < 5_000, "{wakeups} loop iterations: a busy loop");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repaired: {stats}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    alice.send_text("bob:after");
+    assert_eq!(next_text(&mut bob), "after");
+}

@@ -49,6 +49,7 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
             "lost": cluster.lost,
             "bad": cluster.bad,
             "link_failures": cluster.link_failures,
+            "stale_repairs": cluster.stale_repairs,
         })),
     })
 }
@@ -194,6 +195,11 @@ pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
                 "cluster_bad_total",
                 "Malformed bus messages skipped.",
                 cluster.bad,
+            ),
+            (
+                "cluster_stale_repairs_total",
+                "Silent subscriptions found by a probe and reconnected.",
+                cluster.stale_repairs,
             ),
             (
                 "cluster_link_failures_total",

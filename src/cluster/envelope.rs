@@ -6,7 +6,7 @@
 //! | bytes | meaning |
 //! | --- | --- |
 //! | 0 | version, `1` |
-//! | 1 | kind: `1` text message (UTF-8), `2` binary message |
+//! | 1 | kind: `1` text message (UTF-8), `2` binary message, `4` probe (a node's message to itself) |
 //! | 2..10 | origin node id, big-endian `u64`; `0` for a publisher that is not a wspush node |
 //! | 10.. | the message's payload |
 //!
@@ -19,16 +19,34 @@ pub const VERSION: u8 = 1;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 10;
 
-const KIND_TEXT: u8 = 1;
-const KIND_BINARY: u8 = 2;
+/// What an envelope carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A text message for the channel's recipients (UTF-8, checked).
+    Text,
+    /// A binary message for the channel's recipients.
+    Binary,
+    /// A node's probe of its own subscription, on its own channel.
+    Probe,
+}
+
+impl Kind {
+    fn byte(self) -> u8 {
+        match self {
+            Kind::Text => 1,
+            Kind::Binary => 2,
+            Kind::Probe => 4,
+        }
+    }
+}
 
 /// A decoded envelope, borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
     /// The node that published it (`0`: outside the cluster).
     pub origin: u64,
-    /// Text (true) or binary.
-    pub text: bool,
+    /// What it carries.
+    pub kind: Kind,
     /// The message.
     pub payload: &'a [u8],
 }
@@ -46,11 +64,11 @@ pub enum BadEnvelope {
     NotUtf8,
 }
 
-/// Appends the envelope for a message from `origin` to `out`.
-pub fn encode(out: &mut Vec<u8>, origin: u64, text: bool, payload: &[u8]) {
+/// Appends the envelope for `payload` of `kind` from `origin` to `out`.
+pub fn encode(out: &mut Vec<u8>, origin: u64, kind: Kind, payload: &[u8]) {
     out.reserve(HEADER_LEN + payload.len());
     out.push(VERSION);
-    out.push(if text { KIND_TEXT } else { KIND_BINARY });
+    out.push(kind.byte());
     out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(payload);
 }
@@ -66,17 +84,18 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, BadEnvelope> {
     let (origin, payload) = rest
         .split_first_chunk::<8>()
         .ok_or(BadEnvelope::Truncated)?;
-    let text = match *kind {
-        KIND_TEXT => true,
-        KIND_BINARY => false,
+    let kind = match *kind {
+        1 => Kind::Text,
+        2 => Kind::Binary,
+        4 => Kind::Probe,
         other => return Err(BadEnvelope::Kind(other)),
     };
-    if text && std::str::from_utf8(payload).is_err() {
+    if kind == Kind::Text && std::str::from_utf8(payload).is_err() {
         return Err(BadEnvelope::NotUtf8);
     }
     Ok(Envelope {
         origin: u64::from_be_bytes(*origin),
-        text,
+        kind,
         payload,
     })
 }
@@ -95,7 +114,7 @@ mod tests {
             decode(&bytes),
             Ok(Envelope {
                 origin: 0,
-                text: true,
+                kind: Kind::Text,
                 payload: b"hello"
             })
         );
@@ -121,11 +140,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_message_round_trips(origin: u64, text: bool, payload: Vec<u8>) {
-            let payload = if text { String::from_utf8_lossy(&payload).into_owned().into_bytes() } else { payload };
+        fn any_message_round_trips(origin: u64, which in 0..3usize, payload: Vec<u8>) {
+            let kind = [Kind::Text, Kind::Binary, Kind::Probe][which];
+            let payload = if kind == Kind::Text {
+                String::from_utf8_lossy(&payload).into_owned().into_bytes()
+            } else {
+                payload
+            };
             let mut bytes = Vec::new();
-            encode(&mut bytes, origin, text, &payload);
-            prop_assert_eq!(decode(&bytes), Ok(Envelope { origin, text, payload: &payload }));
+            encode(&mut bytes, origin, kind, &payload);
+            prop_assert_eq!(decode(&bytes), Ok(Envelope { origin, kind, payload: &payload }));
         }
 
         #[test]

@@ -28,6 +28,7 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use mio::event::Event;
 
+use self::envelope::Kind;
 use self::link::{Link, Phase};
 use self::resp::Frame;
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
@@ -83,9 +84,13 @@ pub(crate) struct Cluster {
     /// One entry per command on the command link whose reply is still to come, in order:
     /// for a PUBLISH whose sender waits to hear that nobody holds the uid, the notice and
     /// whether this node itself counted among the subscribers.
-    replies: VecDeque<Option<(Notify, bool)>>,
+    replies: VecDeque<(Duration, Option<(Notify, bool)>)>,
     /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
     unanswered: Vec<Notify>,
+    /// When the subscription link last delivered anything (a message, a confirmation).
+    heard_at: Duration,
+    /// When the outstanding probe of this node's own channel was published.
+    probe_sent: Option<Duration>,
     stats: ClusterStats,
     /// The broadcast channel's subscription is confirmed on the current subscription link.
     subscribed_to_all: bool,
@@ -126,6 +131,8 @@ impl Cluster {
             confirmed: HashSet::new(),
             replies: VecDeque::new(),
             unanswered: Vec::new(),
+            heard_at: Duration::ZERO,
+            probe_sent: None,
             stats: ClusterStats::default(),
             subscribed_to_all: false,
             all_pending: false,
@@ -139,6 +146,55 @@ impl Cluster {
 
     fn all_channel(&self) -> Vec<u8> {
         format!("{}:all", self.config.prefix).into_bytes()
+    }
+
+    /// This node's own channel: its probes.
+    fn node_channel(&self) -> Vec<u8> {
+        format!("{}:n:{:016x}", self.config.prefix, self.node).into_bytes()
+    }
+
+    /// Probes the subscription when it has been silent for a probe interval, and repairs it
+    /// (reconnects) when a probe did not come back within one: a subscription can stop
+    /// delivering without its connection failing (seen after failovers).
+    fn probe(&mut self, registry: &mio::Registry, now: Duration) {
+        let interval = self.config.probe_interval;
+        // A command link whose oldest reply is a probe interval late is as broken.
+        let late_reply = self
+            .replies
+            .front()
+            .is_some_and(|&(sent, _)| now.saturating_sub(sent) >= interval);
+        if late_reply && self.commands.link.phase() == Phase::Up {
+            self.stats.stale_repairs += 1;
+            let error = io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("Redis did not answer a command within {interval:?}"),
+            );
+            self.fail(COMMANDS, &error, registry, now);
+        }
+        if !self.subscribed_to_all || self.commands.link.phase() != Phase::Up {
+            self.probe_sent = None;
+            return;
+        }
+        match self.probe_sent {
+            Some(sent) if now.saturating_sub(sent) >= interval => {
+                self.stats.stale_repairs += 1;
+                let error = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("a probe of the subscription did not come back within {interval:?}"),
+                );
+                self.fail(SUBSCRIPTION, &error, registry, now);
+            }
+            Some(_) => {}
+            None if now.saturating_sub(self.heard_at) >= interval => {
+                let mut probe = Vec::new();
+                envelope::encode(&mut probe, self.node, Kind::Probe, b"");
+                let channel = self.node_channel();
+                self.commands.link.queue(&[b"PUBLISH", &channel, &probe]);
+                self.replies.push_back((now, None));
+                self.probe_sent = Some(now);
+            }
+            None => {}
+        }
     }
 
     /// Takes what the hub gathered: presence changes become (un)subscriptions, publications
@@ -197,15 +253,15 @@ impl Cluster {
                 Target::All => (self.all_channel(), false),
             };
             payload.clear();
-            envelope::encode(
-                &mut payload,
-                self.node,
-                publication.text,
-                &publication.payload,
-            );
+            let kind = if publication.text {
+                Kind::Text
+            } else {
+                Kind::Binary
+            };
+            envelope::encode(&mut payload, self.node, kind, &publication.payload);
             self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
             self.replies
-                .push_back(publication.notify.map(|notify| (notify, counted)));
+                .push_back((now, publication.notify.map(|notify| (notify, counted))));
             self.stats.published += 1;
         }
     }
@@ -267,6 +323,8 @@ impl Cluster {
     /// (whose confirmation marks the cluster up).
     fn resubscribe(&mut self) {
         self.all_pending = true;
+        let own = self.node_channel();
+        self.subscription.link.queue(&[b"SUBSCRIBE", &own]);
         self.to_unsubscribe.clear();
         self.to_subscribe = self.subscribed.keys().cloned().collect();
         if !self.to_subscribe.is_empty() {
@@ -291,6 +349,9 @@ impl Cluster {
             .subscription
             .link
             .read(scratch, |frame| messages.push(frame));
+        if !messages.is_empty() {
+            self.heard_at = now;
+        }
         for frame in &messages {
             self.on_bus_frame(hub, frame, now);
         }
@@ -312,7 +373,7 @@ impl Cluster {
 
     /// A reply on the command link: the number of nodes a PUBLISH reached, or an error.
     fn on_reply<T>(&mut self, hub: &mut Hub<T>, reply: &Frame, now: Duration) {
-        let waiting = self.replies.pop_front().flatten();
+        let waiting = self.replies.pop_front().and_then(|(_, waiting)| waiting);
         let reached = match reply {
             Frame::Integer(nodes) => *nodes,
             Frame::Error(message) => {
@@ -356,10 +417,16 @@ impl Cluster {
                 return;
             }
         };
+        if envelope.kind == Kind::Probe {
+            if envelope.origin == self.node {
+                self.probe_sent = None;
+            }
+            return;
+        }
         if envelope.origin == self.node {
             return;
         }
-        let message = if envelope.text {
+        let message = if envelope.kind == Kind::Text {
             // `decode` checked that a text payload is UTF-8.
             match std::str::from_utf8(envelope.payload) {
                 Ok(text) => Message::Text(text),
@@ -442,11 +509,16 @@ impl Cluster {
         attached.link.reset(registry);
         if slot == COMMANDS {
             // Those replies will not come: their senders hear what this node knows.
-            let lost = self.replies.drain(..).flatten().map(|(notify, _)| notify);
+            let lost = self
+                .replies
+                .drain(..)
+                .filter_map(|(_, waiting)| waiting)
+                .map(|(notify, _)| notify);
             self.unanswered.extend(lost);
         }
         if slot == SUBSCRIPTION {
             self.subscribed_to_all = false;
+            self.probe_sent = None;
             // Nobody waits for a subscription that will only be made after the reconnect.
             self.confirmed
                 .extend(self.awaiting.drain().map(|(uid, _)| uid));
@@ -483,14 +555,14 @@ impl Cluster {
     }
 
     /// A link came up: authenticate, and for the subscription link subscribe again.
-    fn came_up(&mut self, slot: usize) {
+    fn came_up(&mut self, slot: usize, now: Duration) {
         let (user, password) = (
             self.config.redis.user.clone(),
             self.config.redis.password.clone(),
         );
         if password.is_some() && slot == COMMANDS {
             // AUTH's reply comes first.
-            self.replies.push_back(None);
+            self.replies.push_back((now, None));
         }
         let attached = self.attached(slot);
         attached.backoff = BACKOFF_MIN;
@@ -558,7 +630,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
             .link
             .on_ready(readable, event.is_writable())
         {
-            Ok(true) => self.came_up(slot),
+            Ok(true) => self.came_up(slot, cx.now),
             Ok(false) => {}
             Err(error) => self.fail(slot, &error, cx.registry, cx.now),
         }
@@ -572,6 +644,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
     fn sweep(&mut self, cx: &mut Cx<'_, H>) {
         self.reconnect(cx.registry, cx.now);
         self.end_lingers(cx.hub, cx.now);
+        self.probe(cx.registry, cx.now);
     }
 
     fn flush(&mut self, cx: &mut Cx<'_, H>) {
@@ -590,7 +663,21 @@ impl<H: Handler> Endpoint<H> for Cluster {
             .map(|attached| attached.retry_at)
             .min();
         let hold = self.awaiting.values().min().map(|&since| since + HOLD_MAX);
-        [retry, self.next_linger, hold].into_iter().flatten().min()
+        // Probes and late replies are looked at only while the command link is up (`probe`
+        // does nothing otherwise, so a deadline then would spin the loop).
+        let interval = self.config.probe_interval;
+        let commands_up = self.commands.link.phase() == Phase::Up;
+        let probe = (commands_up && self.subscribed_to_all)
+            .then(|| self.probe_sent.unwrap_or(self.heard_at) + interval);
+        let late_reply = self
+            .replies
+            .front()
+            .filter(|_| commands_up)
+            .map(|&(sent, _)| sent + interval);
+        [retry, self.next_linger, hold, probe, late_reply]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {

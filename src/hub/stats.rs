@@ -57,6 +57,8 @@ pub struct ClusterStats {
     pub bad: u64,
     /// Times a link to Redis went down.
     pub link_failures: u64,
+    /// Subscriptions found silently broken by a probe, and reconnected.
+    pub stale_repairs: u64,
 }
 
 /// The server's state at one moment.

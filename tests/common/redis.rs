@@ -107,3 +107,64 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP proxy in front of a Redis that can make its current connections go silent: they stay
+/// open, but nothing is forwarded any more (what a failover can do to a subscription). New
+/// connections are forwarded normally.
+pub struct SilentProxy {
+    pub port: u16,
+    silence: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl SilentProxy {
+    /// A proxy to `127.0.0.1:upstream` on a free port, served by threads of its own.
+    pub fn start(upstream: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let silence: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let flags = Arc::clone(&silence);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let silent = Arc::new(AtomicBool::new(false));
+                flags.lock().unwrap().push(Arc::clone(&silent));
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let silent = Arc::clone(&silent);
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0; 65536];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                                return;
+                            }
+                            if !silent.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, silence }
+    }
+
+    /// `redis://127.0.0.1:<port>` of the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes every connection made so far silent.
+    pub fn silence_current(&self) {
+        for flag in self.silence.lock().unwrap().iter() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
