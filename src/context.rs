@@ -60,6 +60,23 @@ impl<'a> Context<'a> {
         self.hub.tell_if_offline(uid, conn, notice, self.now);
     }
 
+    /// In a cluster: asks the other nodes how many connections the last message sent to a
+    /// uid reached (`here` is this node's count); the survey the push API waits for.
+    pub(crate) fn survey_delivery(&mut self, here: Delivery) -> Option<u64> {
+        self.hub.survey_delivery(here, self.now)
+    }
+
+    /// In a cluster: asks the other nodes how many connections `uid` has, or (with `close`)
+    /// has them closed; `here` is this node's count.
+    pub(crate) fn survey_uid(
+        &mut self,
+        uid: &str,
+        close: Option<(u16, &str)>,
+        here: usize,
+    ) -> Option<u64> {
+        self.hub.survey_uid(uid, close, here, self.now)
+    }
+
     /// Sends to every bound connection, encoding the frame once; returns how many connections
     /// it was queued to.
     pub fn broadcast<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {

@@ -363,3 +363,65 @@ fn a_subscription_that_silently_stops_is_found_by_the_probe_and_repaired() {
     alice.send_text("bob:after");
     assert_eq!(next_text(&mut bob), "after");
 }
+
+/// `request` on `api`, as JSON (status 200 asserted).
+fn api_json(api: std::net::SocketAddr, request: &str) -> serde_json::Value {
+    let mut http = Http::connect(api);
+    let response = http.request(request);
+    assert_eq!(response.status(), 200, "{}", response.text());
+    response.json()
+}
+
+#[test]
+fn delivery_reports_presence_and_kicks_count_every_node() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let api = one.api.unwrap();
+    let mut tabs = [
+        RawClient::login(one.addr, "bob"),
+        RawClient::login(two.addr, "bob"),
+        RawClient::login(two.addr, "bob"),
+    ];
+    let send = "POST /send/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi";
+    let report = api_json(api, send);
+    assert_eq!(
+        report,
+        serde_json::json!({"connections": 3, "nodes": 2, "partial": false}),
+        "every tab on every node counted"
+    );
+    for tab in &mut tabs {
+        assert_eq!(next_text(tab), "hi");
+    }
+    let nobody = "POST /send/nobody HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi";
+    assert_eq!(
+        api_json(api, nobody),
+        serde_json::json!({"connections": 0, "nodes": 0, "partial": false})
+    );
+    let presence = api_json(api, "GET /uids/bob HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(presence["connections"], 3);
+    assert_eq!(presence["online"], true);
+    assert_eq!(presence["nodes"], 2);
+
+    let kick = "POST /uids/bob/close HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(api_json(api, kick)["connections"], 3);
+    for tab in &mut tabs {
+        assert_eq!(tab.expect_close().0, Some(1000));
+    }
+}
+
+#[test]
+fn a_report_from_a_node_that_does_not_answer_says_partial() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let _bob_here = RawClient::login(one.addr, "bob");
+    let _bob_there = RawClient::login(two.addr, "bob");
+    two.signal(libc::SIGSTOP);
+    let send = "POST /send/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi";
+    let report = api_json(one.api.unwrap(), send);
+    two.signal(libc::SIGCONT);
+    assert_eq!(
+        report,
+        serde_json::json!({"connections": 1, "nodes": 2, "partial": true}),
+        "node two holds bob but did not answer in time"
+    );
+}

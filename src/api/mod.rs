@@ -63,11 +63,22 @@ pub(crate) struct Api<T = Socket> {
     freed: bool,
 }
 
+/// A response waiting for a survey of the cluster.
+struct Waiting {
+    survey: u64,
+    body: serde_json::Value,
+    keep_alive: bool,
+    omit_body: bool,
+}
+
 struct ApiConn<T> {
     stream: T,
     input: Vec<u8>,
     /// Where parsing of the request at the start of `input` stands.
     parser: RequestParser,
+    /// In a cluster: the answered request whose response waits for the other nodes' counts
+    /// (requests pipelined behind it wait too, so that responses stay in order).
+    waiting: Option<Waiting>,
     output: Vec<u8>,
     written: usize,
     /// When a response last went out, or the connection opened: the idle timeout runs from
@@ -359,6 +370,23 @@ impl<H: Handler> Endpoint<H> for Api<Socket> {
     }
 
     fn turn(&mut self, cx: &mut Cx<'_, H>) {
+        // Surveys of the cluster were answered: responses waiting for them may go.
+        if cx
+            .hub
+            .bus
+            .as_mut()
+            .is_some_and(|bus| std::mem::take(&mut bus.surveys_done))
+        {
+            let waiting: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, conn)| conn.waiting.is_some())
+                .map(|(key, _)| key)
+                .collect();
+            for key in waiting {
+                self.mark_ready(key);
+            }
+        }
         self.serve_ready(cx);
     }
 
@@ -378,8 +406,10 @@ impl<H: Handler> Endpoint<H> for Api<Socket> {
         Some(self.sweeps.next())
     }
 
-    fn has_work(&self, _hub: &Hub<Socket>) -> bool {
-        !self.ready.is_empty() || !self.dirty.is_empty()
+    fn has_work(&self, hub: &Hub<Socket>) -> bool {
+        !self.ready.is_empty()
+            || !self.dirty.is_empty()
+            || hub.bus.as_ref().is_some_and(|bus| bus.surveys_done)
     }
 
     /// Keeps accepting and answering (so that `/health` can say 503 to a load balancer), but
@@ -410,6 +440,7 @@ impl<T: Transport> ApiConn<T> {
             stream,
             input: Vec::new(),
             parser: RequestParser::new(limits),
+            waiting: None,
             output: Vec::new(),
             written: 0,
             since: now,
@@ -455,6 +486,19 @@ impl<T: Transport> ApiConn<T> {
         consumed: &mut usize,
     ) {
         while !self.closing && self.pending() <= OUTPUT_HIGH_WATER {
+            if let Some(waiting) = &self.waiting {
+                let survey = waiting.survey;
+                let Some(result) = cx.hub.bus.as_mut().and_then(|bus| bus.take_result(survey))
+                else {
+                    return;
+                };
+                if let Some(waiting) = self.waiting.take() {
+                    let mut reply = routes::complete(waiting.body, &result);
+                    reply.omit_body = waiting.omit_body;
+                    self.respond(cx.hub, reply, waiting.keep_alive);
+                }
+                continue;
+            }
             match self.parser.parse(&self.input[*consumed..]) {
                 Ok(Parsed::Complete(request, used)) => {
                     *consumed += used;
@@ -468,7 +512,17 @@ impl<T: Transport> ApiConn<T> {
                         // still tells what a GET would have carried.
                         reply.omit_body = true;
                     }
-                    self.respond(cx.hub, reply, request.keep_alive && !draining);
+                    let keep_alive = request.keep_alive && !draining;
+                    if let Some((survey, body)) = reply.survey.take() {
+                        self.waiting = Some(Waiting {
+                            survey,
+                            body,
+                            keep_alive,
+                            omit_body: reply.omit_body,
+                        });
+                        continue;
+                    }
+                    self.respond(cx.hub, reply, keep_alive);
                 }
                 Ok(Parsed::Incomplete {
                     expects_continue,

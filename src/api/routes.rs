@@ -33,6 +33,9 @@ pub(crate) struct Reply {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Send the head only (the answer to a HEAD request).
     pub(crate) omit_body: bool,
+    /// In a cluster: the answer waits for this survey of the other nodes, then `complete`
+    /// adds their counts to `body` (kept here as JSON until then).
+    pub(crate) survey: Option<(u64, Value)>,
 }
 
 impl Reply {
@@ -43,6 +46,15 @@ impl Reply {
             body: value.to_string().into_bytes(),
             headers: Vec::new(),
             omit_body: false,
+            survey: None,
+        }
+    }
+
+    /// An answer that waits for `survey`, then carries `body` with the cluster's counts.
+    fn after_survey(survey: u64, body: Value) -> Self {
+        Self {
+            survey: Some((survey, body)),
+            ..Self::ok(Value::Null)
         }
     }
 
@@ -112,6 +124,7 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
             body: report::prometheus(ctx.stats(), &ctx.gauges()).into_bytes(),
             headers: Vec::new(),
             omit_body: false,
+            survey: None,
         }),
         Endpoint::Health if ctx.is_shutting_down() => {
             Ok(Reply::json(503, &json!({ "status": "shutting down" })))
@@ -337,7 +350,29 @@ fn body_message(request: &HttpRequest) -> Result<Message<'_>, Reply> {
 fn send(ctx: &mut Context<'_>, uid: &str, request: &HttpRequest) -> Result<Reply, Reply> {
     check_uid(uid)?;
     let message = body_message(request)?;
-    Ok(Reply::ok(delivered(ctx.deliver_to_uid(uid, message))))
+    let delivery = ctx.deliver_to_uid(uid, message);
+    Ok(match ctx.survey_delivery(delivery) {
+        Some(survey) => Reply::after_survey(survey, json!({})),
+        None => Reply::ok(delivered(delivery)),
+    })
+}
+
+/// The answer to a surveyed request: `body` with the counts of every node that holds the uid
+/// (`connections`, `dropped` if any, `nodes`, and `partial` when some node did not answer in
+/// time), and for a presence question whether the uid is `online`.
+pub(crate) fn complete(mut body: Value, survey: &crate::hub::bus::Survey) -> Reply {
+    if let Value::Object(fields) = &mut body {
+        fields.insert("connections".into(), json!(survey.connections));
+        if survey.dropped > 0 {
+            fields.insert("dropped".into(), json!(survey.dropped));
+        }
+        fields.insert("nodes".into(), json!(survey.nodes()));
+        fields.insert("partial".into(), json!(survey.partial));
+        if fields.contains_key("uid") {
+            fields.insert("online".into(), json!(survey.connections > 0));
+        }
+    }
+    Reply::ok(body)
 }
 
 fn group_send(ctx: &mut Context<'_>, group: &str, request: &HttpRequest) -> Result<Reply, Reply> {
@@ -379,10 +414,16 @@ fn group_info(ctx: &Context<'_>, group: &str) -> Result<Reply, Reply> {
     ))
 }
 
-fn uid_info(ctx: &Context<'_>, uid: &str) -> Result<Reply, Reply> {
+fn uid_info(ctx: &mut Context<'_>, uid: &str) -> Result<Reply, Reply> {
     check_uid(uid)?;
     let connections = ctx.conns_of(uid).len();
-    let groups: Vec<&str> = ctx.groups_of(uid).collect();
+    let groups: Vec<String> = ctx.groups_of(uid).map(str::to_owned).collect();
+    if let Some(survey) = ctx.survey_uid(uid, None, connections) {
+        return Ok(Reply::after_survey(
+            survey,
+            json!({ "uid": uid, "groups": groups }),
+        ));
+    }
     Ok(Reply::ok(json!({
         "uid": uid,
         "online": connections > 0,
@@ -425,6 +466,10 @@ fn kick(ctx: &mut Context<'_>, uid: &str, request: &HttpRequest) -> Result<Reply
     let conns = ctx.conns_of(uid).to_vec();
     for id in &conns {
         ctx.close(*id, code, &body.reason);
+    }
+    let close = Some((code.0, body.reason.as_str()));
+    if let Some(survey) = ctx.survey_uid(uid, close, conns.len()) {
+        return Ok(Reply::after_survey(survey, json!({})));
     }
     Ok(Reply::ok(json!({ "connections": conns.len() })))
 }

@@ -32,7 +32,7 @@ use self::envelope::Kind;
 use self::link::{Link, Phase};
 use self::resp::Frame;
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
-use crate::hub::bus::{Notify, Outbound, Target};
+use crate::hub::bus::{Notify, Target, What, SURVEY_TIMEOUT};
 use crate::hub::stats::ClusterStats;
 use crate::hub::{Hub, Recipients};
 use crate::net::Socket;
@@ -53,6 +53,29 @@ const HOLD_MAX: Duration = Duration::from_secs(2);
 /// Slots of the two links in this endpoint's token space.
 const COMMANDS: usize = 0;
 const SUBSCRIPTION: usize = 1;
+
+/// A command on the command link whose reply is still to come.
+#[derive(Debug)]
+struct Pending {
+    sent: Duration,
+    /// For a PUBLISH: whether this node itself counted among the channel's subscribers.
+    counted: bool,
+    /// A notice for the sender if nobody else holds the uid.
+    notify: Option<Notify>,
+    /// The survey that waits for this PUBLISH's subscriber count.
+    survey: Option<u64>,
+}
+
+impl Pending {
+    fn plain(sent: Duration) -> Self {
+        Self {
+            sent,
+            counted: false,
+            notify: None,
+            survey: None,
+        }
+    }
+}
 
 /// One link, with its reconnect schedule.
 #[derive(Debug)]
@@ -84,9 +107,13 @@ pub(crate) struct Cluster {
     /// One entry per command on the command link whose reply is still to come, in order:
     /// for a PUBLISH whose sender waits to hear that nobody holds the uid, the notice and
     /// whether this node itself counted among the subscribers.
-    replies: VecDeque<(Duration, Option<(Notify, bool)>)>,
+    replies: VecDeque<Pending>,
     /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
     unanswered: Vec<Notify>,
+    /// Surveys whose PUBLISH reply will never come: answered as partial.
+    unsurveyed: Vec<u64>,
+    /// When the oldest survey under way times out.
+    next_survey_deadline: Option<Duration>,
     /// When the subscription link last delivered anything (a message, a confirmation).
     heard_at: Duration,
     /// When the outstanding probe of this node's own channel was published.
@@ -131,6 +158,8 @@ impl Cluster {
             confirmed: HashSet::new(),
             replies: VecDeque::new(),
             unanswered: Vec::new(),
+            unsurveyed: Vec::new(),
+            next_survey_deadline: None,
             heard_at: Duration::ZERO,
             probe_sent: None,
             stats: ClusterStats::default(),
@@ -162,7 +191,7 @@ impl Cluster {
         let late_reply = self
             .replies
             .front()
-            .is_some_and(|&(sent, _)| now.saturating_sub(sent) >= interval);
+            .is_some_and(|pending| now.saturating_sub(pending.sent) >= interval);
         if late_reply && self.commands.link.phase() == Phase::Up {
             self.stats.stale_repairs += 1;
             let error = io::Error::new(
@@ -187,10 +216,10 @@ impl Cluster {
             Some(_) => {}
             None if now.saturating_sub(self.heard_at) >= interval => {
                 let mut probe = Vec::new();
-                envelope::encode(&mut probe, self.node, Kind::Probe, b"");
+                envelope::encode(&mut probe, self.node, Kind::Probe, None, b"");
                 let channel = self.node_channel();
                 self.commands.link.queue(&[b"PUBLISH", &channel, &probe]);
-                self.replies.push_back((now, None));
+                self.replies.push_back(Pending::plain(now));
                 self.probe_sent = Some(now);
             }
             None => {}
@@ -203,11 +232,9 @@ impl Cluster {
         let Some(bus) = hub.bus.as_mut() else {
             return;
         };
-        let Outbound {
-            publications,
-            online,
-            offline,
-        } = std::mem::take(bus);
+        let publications = std::mem::take(&mut bus.publications);
+        let online = std::mem::take(&mut bus.online);
+        let offline = std::mem::take(&mut bus.offline);
         let subscribing = self.subscription.link.phase() == Phase::Up;
         for uid in online {
             match self.subscribed.get_mut(&uid) {
@@ -246,6 +273,9 @@ impl Cluster {
                 if let Some(notify) = publication.notify {
                     hub.send(notify.conn, Message::Text(&notify.notice), now);
                 }
+                if let (Some(id), Some(bus)) = (publication.survey, hub.bus.as_mut()) {
+                    bus.finish(id, true);
+                }
                 continue;
             }
             let (channel, counted) = match &publication.to {
@@ -253,15 +283,34 @@ impl Cluster {
                 Target::All => (self.all_channel(), false),
             };
             payload.clear();
-            let kind = if publication.text {
-                Kind::Text
-            } else {
-                Kind::Binary
-            };
-            envelope::encode(&mut payload, self.node, kind, &publication.payload);
+            let survey = publication.survey;
+            if survey.is_some() {
+                let due = now + SURVEY_TIMEOUT;
+                self.next_survey_deadline =
+                    Some(self.next_survey_deadline.map_or(due, |d| d.min(due)));
+            }
+            match &publication.what {
+                What::Text(text) => {
+                    envelope::encode(&mut payload, self.node, Kind::Text, survey, text);
+                }
+                What::Binary(bytes) => {
+                    envelope::encode(&mut payload, self.node, Kind::Binary, survey, bytes);
+                }
+                What::Presence => {
+                    envelope::encode(&mut payload, self.node, Kind::Presence, survey, b"");
+                }
+                What::Close(code, reason) => {
+                    let body = envelope::close_body(*code, reason);
+                    envelope::encode(&mut payload, self.node, Kind::Close, survey, &body);
+                }
+            }
             self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
-            self.replies
-                .push_back((now, publication.notify.map(|notify| (notify, counted))));
+            self.replies.push_back(Pending {
+                sent: now,
+                counted,
+                notify: publication.notify,
+                survey,
+            });
             self.stats.published += 1;
         }
     }
@@ -373,7 +422,9 @@ impl Cluster {
 
     /// A reply on the command link: the number of nodes a PUBLISH reached, or an error.
     fn on_reply<T>(&mut self, hub: &mut Hub<T>, reply: &Frame, now: Duration) {
-        let waiting = self.replies.pop_front().and_then(|(_, waiting)| waiting);
+        let Some(pending) = self.replies.pop_front() else {
+            return;
+        };
         let reached = match reply {
             Frame::Integer(nodes) => *nodes,
             Frame::Error(message) => {
@@ -382,11 +433,82 @@ impl Cluster {
             }
             _ => 0,
         };
-        if let Some((notify, counted)) = waiting {
-            if reached - i64::from(counted) <= 0 {
-                hub.send(notify.conn, Message::Text(&notify.notice), now);
+        // The other nodes that hold the uid (this one may count among the subscribers).
+        let others = u64::try_from(reached - i64::from(pending.counted)).unwrap_or(0);
+        if let Some(notify) = pending.notify.filter(|_| others == 0) {
+            hub.send(notify.conn, Message::Text(&notify.notice), now);
+        }
+        if let (Some(id), Some(bus)) = (pending.survey, hub.bus.as_mut()) {
+            if let Some(survey) = bus.surveys.get_mut(&id) {
+                survey.expected = Some(others);
+                if survey.answered >= others {
+                    bus.finish(id, false);
+                }
             }
         }
+    }
+
+    /// Answers a survey on its origin's channel.
+    fn answer(&mut self, origin: u64, survey: u64, connections: u64, dropped: u64, now: Duration) {
+        if self.commands.link.phase() != Phase::Up {
+            return;
+        }
+        let channel = format!("{}:n:{origin:016x}", self.config.prefix).into_bytes();
+        let mut payload = Vec::new();
+        let body = envelope::answer_body(connections, dropped);
+        envelope::encode(&mut payload, self.node, Kind::Answer, Some(survey), &body);
+        self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
+        self.replies.push_back(Pending::plain(now));
+    }
+
+    /// An answer to one of this node's surveys.
+    fn on_answer<T>(&mut self, hub: &mut Hub<T>, survey: u64, body: &[u8]) {
+        let Ok((connections, dropped)) = envelope::read_answer(body) else {
+            self.stats.bad += 1;
+            return;
+        };
+        let Some(bus) = hub.bus.as_mut() else {
+            return;
+        };
+        let Some(entry) = bus.surveys.get_mut(&survey) else {
+            // Too late: it was answered as partial already.
+            return;
+        };
+        entry.answered += 1;
+        entry.connections += connections;
+        entry.dropped += dropped;
+        if entry
+            .expected
+            .is_some_and(|expected| entry.answered >= expected)
+        {
+            bus.finish(survey, false);
+        }
+    }
+
+    /// Answers surveys that waited too long as partial, and forgets answered ones nobody took.
+    fn end_surveys<T>(&mut self, hub: &mut Hub<T>, now: Duration) {
+        let Some(bus) = hub.bus.as_mut() else {
+            return;
+        };
+        let late: Vec<u64> = bus
+            .surveys
+            .iter()
+            .filter(|(_, survey)| {
+                !survey.done && now.saturating_sub(survey.started) >= SURVEY_TIMEOUT
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            bus.finish(id, true);
+        }
+        self.next_survey_deadline = bus
+            .surveys
+            .values()
+            .filter(|survey| !survey.done)
+            .map(|survey| survey.started + SURVEY_TIMEOUT)
+            .min();
+        bus.surveys
+            .retain(|_, survey| now.saturating_sub(survey.started) < SURVEY_TIMEOUT * 50);
     }
 
     fn on_bus_frame<T>(&mut self, hub: &mut Hub<T>, frame: &Frame, now: Duration) {
@@ -423,18 +545,15 @@ impl Cluster {
             }
             return;
         }
+        if envelope.kind == Kind::Answer {
+            if let Some(survey) = envelope.survey {
+                self.on_answer(hub, survey, envelope.body);
+            }
+            return;
+        }
         if envelope.origin == self.node {
             return;
         }
-        let message = if envelope.kind == Kind::Text {
-            // `decode` checked that a text payload is UTF-8.
-            match std::str::from_utf8(envelope.payload) {
-                Ok(text) => Message::Text(text),
-                Err(_) => return,
-            }
-        } else {
-            Message::Binary(envelope.payload)
-        };
         let prefix = self.config.prefix.as_bytes();
         let Some(name) = channel
             .strip_prefix(prefix)
@@ -454,7 +573,35 @@ impl Cluster {
             },
         };
         self.stats.received += 1;
-        hub.deliver_here(recipients, message, now);
+        let (connections, dropped) = match (envelope.kind, recipients) {
+            (Kind::Text, recipients) => match std::str::from_utf8(envelope.body) {
+                Ok(text) => {
+                    let delivery = hub.deliver_here(recipients, Message::Text(text), now);
+                    (delivery.queued, delivery.dropped)
+                }
+                Err(_) => return,
+            },
+            (Kind::Binary, recipients) => {
+                let delivery = hub.deliver_here(recipients, Message::Binary(envelope.body), now);
+                (delivery.queued, delivery.dropped)
+            }
+            (Kind::Presence, Recipients::Uid(uid)) => (hub.conns_of_uid(uid), 0),
+            (Kind::Close, Recipients::Uid(uid)) => match envelope::read_close(envelope.body) {
+                Ok((code, reason)) => (hub.close_uid(uid, code, reason, now), 0),
+                Err(_) => {
+                    self.stats.bad += 1;
+                    return;
+                }
+            },
+            _ => {
+                self.stats.bad += 1;
+                return;
+            }
+        };
+        if let Some(survey) = envelope.survey.filter(|_| envelope.origin != 0) {
+            let (connections, dropped) = (connections as u64, dropped as u64);
+            self.answer(envelope.origin, survey, connections, dropped, now);
+        }
     }
 
     /// The uid a `<prefix>:u:<uid>` channel is for.
@@ -492,6 +639,11 @@ impl Cluster {
         for notify in std::mem::take(&mut self.unanswered) {
             hub.send(notify.conn, Message::Text(&notify.notice), now);
         }
+        if let Some(bus) = hub.bus.as_mut() {
+            for id in std::mem::take(&mut self.unsurveyed) {
+                bus.finish(id, true);
+            }
+        }
     }
 
     /// A link failed: close it and schedule a reconnect with backoff and jitter.
@@ -509,12 +661,10 @@ impl Cluster {
         attached.link.reset(registry);
         if slot == COMMANDS {
             // Those replies will not come: their senders hear what this node knows.
-            let lost = self
-                .replies
-                .drain(..)
-                .filter_map(|(_, waiting)| waiting)
-                .map(|(notify, _)| notify);
-            self.unanswered.extend(lost);
+            for pending in std::mem::take(&mut self.replies) {
+                self.unanswered.extend(pending.notify);
+                self.unsurveyed.extend(pending.survey);
+            }
         }
         if slot == SUBSCRIPTION {
             self.subscribed_to_all = false;
@@ -562,7 +712,7 @@ impl Cluster {
         );
         if password.is_some() && slot == COMMANDS {
             // AUTH's reply comes first.
-            self.replies.push_back((now, None));
+            self.replies.push_back(Pending::plain(now));
         }
         let attached = self.attached(slot);
         attached.backoff = BACKOFF_MIN;
@@ -644,6 +794,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
     fn sweep(&mut self, cx: &mut Cx<'_, H>) {
         self.reconnect(cx.registry, cx.now);
         self.end_lingers(cx.hub, cx.now);
+        self.end_surveys(cx.hub, cx.now);
         self.probe(cx.registry, cx.now);
     }
 
@@ -663,6 +814,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
             .map(|attached| attached.retry_at)
             .min();
         let hold = self.awaiting.values().min().map(|&since| since + HOLD_MAX);
+        let survey = self.next_survey_deadline;
         // Probes and late replies are looked at only while the command link is up (`probe`
         // does nothing otherwise, so a deadline then would spin the loop).
         let interval = self.config.probe_interval;
@@ -673,8 +825,8 @@ impl<H: Handler> Endpoint<H> for Cluster {
             .replies
             .front()
             .filter(|_| commands_up)
-            .map(|&(sent, _)| sent + interval);
-        [retry, self.next_linger, hold, probe, late_reply]
+            .map(|pending| pending.sent + interval);
+        [retry, self.next_linger, hold, probe, late_reply, survey]
             .into_iter()
             .flatten()
             .min()

@@ -213,6 +213,26 @@ impl<T> Hub<T> {
         }
     }
 
+    /// How many connections here are bound to `uid`.
+    pub(crate) fn conns_of_uid(&self, uid: &str) -> usize {
+        self.registry.conns(uid).len()
+    }
+
+    /// Closes every connection here bound to `uid` (a code that may not be sent becomes
+    /// 1000); how many.
+    pub(crate) fn close_uid(&mut self, uid: &str, code: u16, reason: &str, now: Duration) -> usize {
+        let code = Some(CloseCode(code))
+            .filter(|code| code.is_sendable())
+            .unwrap_or(CloseCode::NORMAL);
+        let ids = self.registry.conns(uid).to_vec();
+        for id in &ids {
+            if let Some(key) = self.key_of(*id) {
+                self.close(key, code, reason, now);
+            }
+        }
+        ids.len()
+    }
+
     /// Whether a connection here is bound to `uid`.
     pub(crate) fn holds_uid(&self, uid: &str) -> bool {
         !self.registry.conns(uid).is_empty()
@@ -927,6 +947,18 @@ pub(crate) trait Actions {
     /// Sends `notice` to `conn` once no node is known to hold `uid` (see
     /// `Context::tell_if_offline`).
     fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str, now: Duration);
+    /// In a cluster, asks the other nodes how many connections the last message (for a uid)
+    /// reached; the survey's id.
+    fn survey_delivery(&mut self, here: Delivery, now: Duration) -> Option<u64>;
+    /// In a cluster, asks the other nodes how many connections `uid` has (`here` counted
+    /// already), or has them close those with `close`; the survey's id.
+    fn survey_uid(
+        &mut self,
+        uid: &str,
+        close: Option<(u16, &str)>,
+        here: usize,
+        now: Duration,
+    ) -> Option<u64>;
 }
 
 impl<T> Actions for Hub<T> {
@@ -984,6 +1016,25 @@ impl<T> Actions for Hub<T> {
     }
     fn is_shutting_down(&self) -> bool {
         self.shutting_down
+    }
+    fn survey_delivery(&mut self, here: Delivery, now: Duration) -> Option<u64> {
+        let bus = self.bus.as_mut()?;
+        bus.survey_last(here.queued as u64, here.dropped as u64, now)
+    }
+    fn survey_uid(
+        &mut self,
+        uid: &str,
+        close: Option<(u16, &str)>,
+        here: usize,
+        now: Duration,
+    ) -> Option<u64> {
+        let name = self.registry.name(uid).unwrap_or_else(|| Rc::from(uid));
+        let bus = self.bus.as_mut()?;
+        let what = match close {
+            Some((code, reason)) => bus::What::Close(code, reason.to_owned()),
+            None => bus::What::Presence,
+        };
+        Some(bus.ask(name, what, here as u64, now))
     }
     fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str, now: Duration) {
         let notify = bus::Notify {
