@@ -479,7 +479,7 @@ impl Attacker {
     /// Connects and logs in as the attacker through the fleet (bounded by the timeout), then
     /// takes its socket.
     fn login(fleet: &mut crate::fleet::Fleet, setup: &Setup, params: &Attack) -> io::Result<Self> {
-        let key = fleet.open(ATTACKER_UID, true)?;
+        let key = fleet.open(ATTACKER_UID, true, 0)?;
         let started = Instant::now();
         let mut outcome: Option<Result<(), String>> = None;
         while outcome.is_none() {

@@ -31,9 +31,15 @@ use crate::scenarios::{Broadcast, Direct, Setup, Shard};
 #[derive(Debug, Parser)]
 #[command(name = "wspush-bench", version, about)]
 struct Cli {
-    /// The server's WebSocket address.
-    #[arg(long, global = true, default_value = "127.0.0.1:1234")]
-    addr: SocketAddr,
+    /// The server's WebSocket address. Several (repeated, or comma-separated: the nodes of a
+    /// cluster) share the connections round-robin: connection i goes to address i % n.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:1234"
+    )]
+    addr: Vec<SocketAddr>,
     /// The server's process id: read its CPU time and RSS from /proc, and pin the floor
     /// measurement where it runs.
     #[arg(long, global = true)]
@@ -93,6 +99,10 @@ enum Scenario {
         /// Writes for the floor measurement (0: skip it).
         #[arg(long, default_value_t = 500_000)]
         floor_writes: u64,
+        /// Send only to connections on another address than the sender's (needs two or more
+        /// distinct --addr): with cluster nodes, every message goes through Redis.
+        #[arg(long)]
+        cross_node: bool,
     },
     /// `all:payload` rounds; report time to last recipient, deliveries/s and server CPU per
     /// delivery.
@@ -211,7 +221,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Refuses options that cannot work together.
+fn check(cli: &Cli) -> Result<(), String> {
+    if let Scenario::Direct {
+        cross_node: true,
+        conns,
+        ..
+    } = cli.scenario
+    {
+        let distinct: std::collections::HashSet<_> = cli.addr.iter().collect();
+        if distinct.len() < 2 || distinct.len() != cli.addr.len() {
+            return Err("--cross-node needs two or more distinct --addr".into());
+        }
+        if conns < cli.addr.len() {
+            return Err("--cross-node needs at least one connection per address".into());
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<(), String> {
+    check(cli)?;
     if let Scenario::FloorWriter {
         target,
         conns,
@@ -248,7 +278,7 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
 
 fn setup(cli: &Cli, shard: Shard) -> Setup {
     Setup {
-        addr: cli.addr,
+        addrs: cli.addr.clone(),
         shard,
         timeout: cli.timeout,
         concurrency: cli.concurrency,
@@ -268,6 +298,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
             size,
             window,
             msg_rate,
+            cross_node,
             ..
         } => {
             let params = Direct {
@@ -277,6 +308,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
                 size,
                 window,
                 msg_rate,
+                cross_node,
             };
             scenarios::direct(&setup, &params, ready)
         }
@@ -521,6 +553,7 @@ fn summarize(
     let mut out = json!({
         "scenario": scenario_name(&cli.scenario),
         "procs": cli.procs,
+        "addrs": cli.addr.len(),
         "conns": conns,
         "errors": errors,
         "first_error": first_error,
@@ -572,6 +605,13 @@ fn summarize(
             out["duplicates"] = json!(sum(shards, "duplicates"));
             out["misrouted"] = json!(sum(shards, "misrouted"));
             out["closes"] = json!(sum(shards, "closes"));
+            out["cross_node"] = json!(matches!(
+                cli.scenario,
+                Scenario::Direct {
+                    cross_node: true,
+                    ..
+                }
+            ));
             out["msgs_per_s"] = json!(received as f64 / run_s.max(1e-9));
             out["latency_us"] = merged_hist(shards, "latency_hist").summary();
             per_unit(&mut out, received, "msg");
