@@ -1,6 +1,8 @@
 //! `wspush-bench` keeps working: each scenario runs at small scale against the real server and
 //! its JSON summary must report every message delivered, none lost, duplicated or misrouted.
 //! (Figures are not checked here: speed is measured by running the tool, not by tests.)
+//! Against two cluster nodes on a real Redis, `direct --cross-node` must deliver every message
+//! through Redis and sum both nodes' figures.
 
 mod common;
 
@@ -8,14 +10,22 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis::RedisServer;
 use common::*;
 use serde_json::Value;
 
 /// Runs `wspush-bench` with `args` against `server`; returns its JSON summary.
 fn bench(server: &BinaryServer, args: &[&str]) -> Value {
+    let (addr, pid) = (server.addr.to_string(), server.pid().to_string());
+    let mut all = vec!["--addr", &addr, "--server-pid", &pid];
+    all.extend_from_slice(args);
+    run_bench(&all)
+}
+
+/// Runs `wspush-bench` with `args` (which name the servers); returns its JSON summary.
+fn run_bench(args: &[&str]) -> Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wspush-bench"))
-        .args(["--addr", &server.addr.to_string()])
-        .args(["--server-pid", &server.pid().to_string(), "--timeout", "5s"])
+        .args(["--timeout", "5s"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -331,4 +341,87 @@ fn attack_floods_pings_and_reports_what_the_attacker_got_out() {
     assert_eq!(summary["broadcast_deliveries"], 0, "{summary}");
     // An empty masked ping: 2 header bytes and the masking key.
     assert_eq!(summary["attacker"]["frame_bytes"], 6, "{summary}");
+}
+
+/// A cluster node on `redis`, once it is subscribed to broadcasts (as in tests/cluster.rs).
+fn cluster_node(redis: &RedisServer) -> BinaryServer {
+    let server = BinaryServer::start(&[
+        "--redis",
+        &redis.url(),
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+    ]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the node did not join the cluster");
+        if line.contains("cluster: up") {
+            return server;
+        }
+    }
+}
+
+/// The pid of `redis`, from `INFO server`.
+fn redis_pid(redis: &RedisServer) -> String {
+    let info = redis.command(&["INFO", "server"]).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .unwrap_or_else(|| panic!("no process_id in {info}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn direct_cross_node_delivers_every_message_through_redis_and_sums_both_nodes() {
+    let redis = RedisServer::start();
+    let (one, two) = (cluster_node(&redis), cluster_node(&redis));
+    let (addr_one, addr_two) = (one.addr.to_string(), two.addr.to_string());
+    let pids = format!("{},{}", one.pid(), two.pid());
+    let redis_pid = redis_pid(&redis);
+    let summary = run_bench(&[
+        "--addr",
+        &addr_one,
+        "--addr",
+        &addr_two,
+        "--server-pid",
+        &pids,
+        "--redis-pid",
+        &redis_pid,
+        "direct",
+        "--conns",
+        "40",
+        "--senders",
+        "10",
+        "--cross-node",
+        "--window",
+        "4",
+        "--msgs",
+        "1000",
+        "--floor-writes",
+        "0",
+    ]);
+    assert_clean(&summary, 40);
+    assert_eq!(summary["addrs"], 2, "{summary}");
+    assert_eq!(summary["cross_node"], true, "{summary}");
+    assert_eq!(
+        (summary["sent"].as_u64(), summary["delivered"].as_u64()),
+        (Some(1000), Some(1000)),
+        "{summary}"
+    );
+    assert!(summary["latency_us"]["p99"].is_u64(), "{summary}");
+    // Both nodes' figures one by one and summed, and Redis's apart.
+    let procs = summary["server_procs"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{summary}");
+    let rss: u64 = procs
+        .iter()
+        .map(|p| p["rss_connected"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["server_rss_total"], rss, "{summary}");
+    assert!(summary["server_cpu_ns_total"].is_u64(), "{summary}");
+    assert!(summary["redis_cpu_ns"].is_u64(), "{summary}");
+    assert!(summary["server_rss_per_conn"].is_number(), "{summary}");
 }

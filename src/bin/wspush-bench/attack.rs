@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use wspush::protocol::{Decoder, Event, OpCode, Role};
 
 use crate::fleet::{next_mask, push_frame, FleetEvent};
-use crate::procstat::{cpu_time, rss};
+use crate::procstat::{cpu_time, cpu_time_sum, rss_sum};
 use crate::report::{wall_nanos, Latencies, Progress};
 use crate::scenarios::{decode_direct, populate, quiet_period, Setup, Stamp};
 
@@ -65,7 +65,7 @@ impl AttackKind {
 }
 
 /// Parameters of `attack`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Attack {
     /// Healthy connections, all shards together.
     pub conns: usize,
@@ -86,8 +86,9 @@ pub struct Attack {
     pub payload: usize,
     /// Let the attacker read (and discard) what it gets, so that its own queue never pauses it.
     pub attacker_reads: bool,
-    /// The server's pid, for RSS and CPU (shard 0 reads them).
-    pub server_pid: Option<u32>,
+    /// The server's pids (one, or every worker or node), for RSS and CPU summed over them
+    /// (shard 0 reads them).
+    pub server_pids: Vec<u32>,
     /// The server's push API, for `/stats` before and after (shard 0 reads them).
     pub api: Option<SocketAddr>,
 }
@@ -112,7 +113,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
     } else {
         None
     };
-    let server_pid = params.server_pid.filter(|_| lead);
+    let server_pids: &[u32] = if lead { &params.server_pids } else { &[] };
     let api = params.api.filter(|_| lead);
     let rate = if params.probe_senders == 0 {
         0.0
@@ -132,7 +133,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
     let attack_end = attack_start + params.attack;
     let settle_end = attack_end + params.settle;
     let mut rss_timeline = RssTimeline {
-        pid: server_pid,
+        pids: server_pids,
         samples: Vec::new(),
         last: None,
     };
@@ -161,14 +162,14 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
         max_gap[phase] = max_gap[phase].max(now - previous);
         previous = now;
         if phase >= 1 && marks[0].is_none() {
-            marks[0] = Some(Mark::take(server_pid, now));
+            marks[0] = Some(Mark::take(server_pids, now));
             rss_timeline.sample(now);
         }
         if phase >= 2 && marks[1].is_none() {
             if let Some(attacker) = &mut attacker {
                 attacker.stop(now.saturating_sub(attack_start));
             }
-            marks[1] = Some(Mark::take(server_pid, now));
+            marks[1] = Some(Mark::take(server_pids, now));
             rss_timeline.sample(now);
         }
         // Probes due by now, round-robin over this shard's senders, to random other clients.
@@ -227,7 +228,7 @@ pub fn attack(setup: &Setup, params: &Attack, ready: &mut dyn FnMut()) -> io::Re
     // A run without a settle phase ends right after the attack (or even without one).
     for mark in marks.iter_mut() {
         if mark.is_none() {
-            *mark = Some(Mark::take(server_pid, now));
+            *mark = Some(Mark::take(server_pids, now));
         }
     }
     if let Some(attacker) = &mut attacker {
@@ -479,7 +480,7 @@ impl Attacker {
     /// Connects and logs in as the attacker through the fleet (bounded by the timeout), then
     /// takes its socket.
     fn login(fleet: &mut crate::fleet::Fleet, setup: &Setup, params: &Attack) -> io::Result<Self> {
-        let key = fleet.open(ATTACKER_UID, true)?;
+        let key = fleet.open(ATTACKER_UID, true, 0)?;
         let started = Instant::now();
         let mut outcome: Option<Result<(), String>> = None;
         while outcome.is_none() {
@@ -725,10 +726,10 @@ struct Mark {
 }
 
 impl Mark {
-    fn take(server_pid: Option<u32>, at: Duration) -> Self {
+    fn take(server_pids: &[u32], at: Duration) -> Self {
         Self {
             at,
-            server: server_pid.and_then(|pid| cpu_time(Some(pid))),
+            server: cpu_time_sum(server_pids),
             tool: cpu_time(None).unwrap_or_default(),
         }
     }
@@ -751,24 +752,24 @@ fn server_cpu(marks: &[Mark; 3]) -> Value {
     })
 }
 
-/// The server's RSS every `RSS_EVERY`, and at each phase change.
-struct RssTimeline {
-    pid: Option<u32>,
+/// The server's RSS (summed over its pids) every `RSS_EVERY`, and at each phase change.
+struct RssTimeline<'a> {
+    pids: &'a [u32],
     /// (time since the shard started, bytes)
     samples: Vec<(Duration, u64)>,
     last: Option<Duration>,
 }
 
-impl RssTimeline {
+impl RssTimeline<'_> {
     fn sample(&mut self, now: Duration) {
-        if let Some(bytes) = self.pid.and_then(rss) {
+        if let Some(bytes) = rss_sum(self.pids) {
             self.samples.push((now, bytes));
         }
         self.last = Some(now);
     }
 
     fn maybe_sample(&mut self, now: Duration) {
-        if self.pid.is_some() && self.last.map_or(true, |last| now >= last + RSS_EVERY) {
+        if !self.pids.is_empty() && self.last.map_or(true, |last| now >= last + RSS_EVERY) {
             self.sample(now);
         }
     }

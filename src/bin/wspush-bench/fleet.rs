@@ -69,7 +69,8 @@ pub struct Fleet {
     poll: Poll,
     events: Events,
     clients: Slab<Client>,
-    addr: SocketAddr,
+    /// The server addresses; a connection goes to the one its `open` names.
+    addrs: Vec<SocketAddr>,
     scratch: Vec<u8>,
     mask_state: u64,
     /// Keys with output left after a write returned `WouldBlock`.
@@ -81,16 +82,23 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet connecting to `addr`. With `early_login`, each connection sends its login frame
-    /// in the same write as the upgrade request, saving a round trip; RFC 6455 §4.1 has a
-    /// client wait for the server's answer first, so this works only with servers that keep
-    /// bytes following the request (wspush does).
-    pub fn new(addr: SocketAddr, early_login: bool) -> io::Result<Self> {
+    /// A fleet connecting to `addrs` (at least one: several nodes of a cluster, or one
+    /// server). With `early_login`, each connection sends its login frame in the same write as
+    /// the upgrade request, saving a round trip; RFC 6455 §4.1 has a client wait for the
+    /// server's answer first, so this works only with servers that keep bytes following the
+    /// request (wspush does).
+    pub fn new(addrs: Vec<SocketAddr>, early_login: bool) -> io::Result<Self> {
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no server address",
+            ));
+        }
         Ok(Self {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
             clients: Slab::new(),
-            addr,
+            addrs,
             scratch: vec![0; 256 << 10],
             mask_state: 0x9E37_79B9_7F4A_7C15,
             dirty: Vec::new(),
@@ -99,23 +107,31 @@ impl Fleet {
         })
     }
 
+    /// The address connection `node` goes to: `node` modulo the number of addresses.
+    pub fn addr(&self, node: usize) -> SocketAddr {
+        self.addrs[node % self.addrs.len()]
+    }
+
     /// Creates up to `count` sockets now, so that `open` only connects: socket creation is
-    /// work on the client alone, and a connect-rate measurement should not carry it.
+    /// work on the client alone, and a connect-rate measurement should not carry it. (They are
+    /// of the first address's family; a connection to an address of another family gets a
+    /// new socket.)
     pub fn prepare(&mut self, count: usize) -> io::Result<()> {
         while self.spare.len() < count {
-            let socket = new_socket(self.addr)?;
+            let socket = new_socket(self.addrs[0])?;
             self.spare.push(socket);
         }
         Ok(())
     }
 
-    /// Starts a non-blocking connect on a prepared socket, or on a new one.
-    fn connect(&mut self) -> io::Result<TcpStream> {
-        let socket = match self.spare.pop() {
+    /// Starts a non-blocking connect to `addr` on a prepared socket, or on a new one.
+    fn connect(&mut self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let same_family = Domain::for_address(addr) == Domain::for_address(self.addrs[0]);
+        let socket = match self.spare.pop().filter(|_| same_family) {
             Some(socket) => socket,
-            None => new_socket(self.addr)?,
+            None => new_socket(addr)?,
         };
-        match socket.connect(&self.addr.into()) {
+        match socket.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
@@ -123,11 +139,12 @@ impl Fleet {
         Ok(TcpStream::from_std(socket.into()))
     }
 
-    /// Starts a connection that logs in as `uid`; returns its key. A `sender` gets
-    /// TCP_NODELAY, so that its small messages leave at once rather than wait for ACKs; the
-    /// others skip that syscall.
-    pub fn open(&mut self, uid: &str, sender: bool) -> io::Result<usize> {
-        let mut stream = self.connect()?;
+    /// Starts a connection to address `node` (see `addr`) that logs in as `uid`; returns its
+    /// key. A `sender` gets TCP_NODELAY, so that its small messages leave at once rather than
+    /// wait for ACKs; the others skip that syscall.
+    pub fn open(&mut self, uid: &str, sender: bool, node: usize) -> io::Result<usize> {
+        let addr = self.addr(node);
+        let mut stream = self.connect(addr)?;
         if sender {
             stream.set_nodelay(true)?;
         }
@@ -138,8 +155,7 @@ impl Fleet {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let mut out =
-            format!("GET / HTTP/1.1\r\nHost: {}\r\n{REQUEST_HEAD}", self.addr).into_bytes();
+        let mut out = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{REQUEST_HEAD}").into_bytes();
         let mut login = Vec::new();
         let key_bytes = next_mask(&mut self.mask_state);
         push_frame(

@@ -7,6 +7,11 @@
 //! `/proc`, and CPU figures are also given as a ratio to the physical floor (see `floor`)
 //! measured in the same run. `--procs P` splits a run over P child processes (the open-files
 //! limit is per process) and merges their results.
+//!
+//! For a cluster, `--addr` names every node (connection `i` goes to address `i % n`),
+//! `--server-pid` every wspush process (or `--server-children-of` a `--workers` supervisor),
+//! and `--redis-pid` the Redis servers: CPU and RSS figures are then summed over the wspush
+//! processes, given per process too, and Redis's CPU apart.
 
 mod attack;
 mod fleet;
@@ -31,13 +36,29 @@ use crate::scenarios::{Broadcast, Direct, Setup, Shard};
 #[derive(Debug, Parser)]
 #[command(name = "wspush-bench", version, about)]
 struct Cli {
-    /// The server's WebSocket address.
-    #[arg(long, global = true, default_value = "127.0.0.1:1234")]
-    addr: SocketAddr,
+    /// The server's WebSocket address. Several (repeated, or comma-separated: the nodes of a
+    /// cluster) share the connections round-robin: connection i goes to address i % n.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:1234"
+    )]
+    addr: Vec<SocketAddr>,
     /// The server's process id: read its CPU time and RSS from /proc, and pin the floor
-    /// measurement where it runs.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// measurement where it runs. Several (repeated, or comma-separated: every worker or node)
+    /// are summed, and reported one by one too; the floor is pinned where the first runs.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Add the child processes of this pid to the server pids, as found at the start of the
+    /// run: the workers of `wspush --workers N` (give the supervisor itself with --server-pid
+    /// if it should count too).
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_children_of: Vec<u32>,
+    /// A Redis server's process id (repeatable): its CPU time is reported apart from the
+    /// server's (`redis_cpu_ns`), and added to it in the `cluster_cpu_*` figures.
+    #[arg(long, global = true, value_delimiter = ',')]
+    redis_pid: Vec<u32>,
     /// Split the run over this many child processes (each holds at most ~19,000 connections).
     #[arg(long, global = true, default_value_t = 1)]
     procs: usize,
@@ -93,6 +114,10 @@ enum Scenario {
         /// Writes for the floor measurement (0: skip it).
         #[arg(long, default_value_t = 500_000)]
         floor_writes: u64,
+        /// Send only to connections on another address than the sender's (needs two or more
+        /// distinct --addr): with cluster nodes, every message goes through Redis.
+        #[arg(long)]
+        cross_node: bool,
     },
     /// `all:payload` rounds; report time to last recipient, deliveries/s and server CPU per
     /// delivery.
@@ -201,8 +226,8 @@ enum Scenario {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
+    let mut cli = Cli::parse();
+    match resolve_pids(&mut cli).and_then(|()| run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("wspush-bench: {message}");
@@ -211,7 +236,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// Expands `--server-children-of` into `--server-pid`s (without repeats, in order).
+fn resolve_pids(cli: &mut Cli) -> Result<(), String> {
+    for &parent in &cli.server_children_of {
+        let children = procstat::children(parent);
+        if children.is_empty() {
+            return Err(format!("--server-children-of {parent}: no child processes"));
+        }
+        cli.server_pid.extend(children);
+    }
+    let mut seen = std::collections::HashSet::new();
+    cli.server_pid.retain(|pid| seen.insert(*pid));
+    let mut seen = std::collections::HashSet::new();
+    cli.redis_pid.retain(|pid| seen.insert(*pid));
+    Ok(())
+}
+
+/// Refuses options that cannot work together.
+fn check(cli: &Cli) -> Result<(), String> {
+    if let Scenario::Direct {
+        cross_node: true,
+        conns,
+        ..
+    } = cli.scenario
+    {
+        let distinct: std::collections::HashSet<_> = cli.addr.iter().collect();
+        if distinct.len() < 2 || distinct.len() != cli.addr.len() {
+            return Err("--cross-node needs two or more distinct --addr".into());
+        }
+        if conns < cli.addr.len() {
+            return Err("--cross-node needs at least one connection per address".into());
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<(), String> {
+    check(cli)?;
     if let Scenario::FloorWriter {
         target,
         conns,
@@ -227,8 +288,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         size,
     } = cli.scenario
     {
-        let report =
-            floor::measure(conns, writes, size, cli.server_pid).map_err(|e| e.to_string())?;
+        let report = floor::measure(conns, writes, size, cli.server_pid.first().copied())
+            .map_err(|e| e.to_string())?;
         println!("{}", json!({ "scenario": "floor", "floor": report }));
         return Ok(());
     }
@@ -248,7 +309,7 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
 
 fn setup(cli: &Cli, shard: Shard) -> Setup {
     Setup {
-        addr: cli.addr,
+        addrs: cli.addr.clone(),
         shard,
         timeout: cli.timeout,
         concurrency: cli.concurrency,
@@ -268,6 +329,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
             size,
             window,
             msg_rate,
+            cross_node,
             ..
         } => {
             let params = Direct {
@@ -277,6 +339,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
                 size,
                 window,
                 msg_rate,
+                cross_node,
             };
             scenarios::direct(&setup, &params, ready)
         }
@@ -339,7 +402,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
                 probe_size,
                 payload,
                 attacker_reads,
-                server_pid: cli.server_pid,
+                server_pids: cli.server_pid.clone(),
                 api,
             };
             attack::attack(&setup, &params, ready)
@@ -362,18 +425,54 @@ fn run_child(cli: &Cli, shard: Shard) -> Result<(), String> {
     Ok(())
 }
 
-/// Server resource use, and the machine's stolen CPU time, at one moment.
-#[derive(Debug, Clone, Copy, Default)]
+/// Server (and Redis) resource use, and the machine's stolen CPU time, at one moment.
+#[derive(Debug, Clone, Default)]
 struct ServerSample {
-    rss: Option<u64>,
-    cpu: Option<Duration>,
+    /// RSS and CPU time of each server pid, in `--server-pid` order.
+    server: Vec<(Option<u64>, Option<Duration>)>,
+    /// CPU time of each Redis pid, in `--redis-pid` order.
+    redis: Vec<Option<Duration>>,
     machine: Option<(u64, u64)>,
 }
 
-fn sample(pid: Option<u32>) -> ServerSample {
+impl ServerSample {
+    /// RSS summed over the server pids.
+    fn rss(&self) -> Option<u64> {
+        total(self.server.iter().map(|(rss, _)| *rss))
+    }
+
+    /// CPU time summed over the server pids.
+    fn cpu(&self) -> Option<Duration> {
+        total(self.server.iter().map(|(_, cpu)| *cpu))
+    }
+
+    /// CPU time summed over the Redis pids.
+    fn redis_cpu(&self) -> Option<Duration> {
+        total(self.redis.iter().copied())
+    }
+}
+
+/// The sum of `values`: `None` if there are none or one is missing (a process that exited).
+fn total<T: std::iter::Sum<T>>(values: impl Iterator<Item = Option<T>>) -> Option<T> {
+    let values: Vec<Option<T>> = values.collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.into_iter().sum()
+}
+
+fn sample(cli: &Cli) -> ServerSample {
     ServerSample {
-        rss: pid.and_then(procstat::rss),
-        cpu: pid.and_then(|pid| procstat::cpu_time(Some(pid))),
+        server: cli
+            .server_pid
+            .iter()
+            .map(|&pid| (procstat::rss(pid), procstat::cpu_time(Some(pid))))
+            .collect(),
+        redis: cli
+            .redis_pid
+            .iter()
+            .map(|&pid| procstat::cpu_time(Some(pid)))
+            .collect(),
         machine: procstat::machine_cpu(),
     }
 }
@@ -407,24 +506,24 @@ fn run_parent(cli: &Cli) -> Result<(), String> {
         } if floor_writes > 0 => {
             eprintln!("measuring the floor: {floor_writes} writes over {conns} sockets");
             Some(
-                floor::measure(conns, floor_writes, size, cli.server_pid)
+                floor::measure(conns, floor_writes, size, cli.server_pid.first().copied())
                     .map_err(|e| format!("floor: {e}"))?,
             )
         }
         _ => None,
     };
-    let before = sample(cli.server_pid);
+    let before = sample(cli);
     let mut at_ready = ServerSample::default();
     let mut ready_at = Instant::now();
     let shards = if cli.procs <= 1 {
         let mut ready = || {
-            at_ready = sample(cli.server_pid);
+            at_ready = sample(cli);
             ready_at = Instant::now();
         };
         vec![run_shard(cli, Shard { index: 0, count: 1 }, &mut ready)?]
     } else {
         let mut children = spawn_children(cli)?;
-        at_ready = sample(cli.server_pid);
+        at_ready = sample(cli);
         ready_at = Instant::now();
         for (child, _) in &mut children {
             let stdin = child.stdin.as_mut().expect("piped stdin");
@@ -432,9 +531,9 @@ fn run_parent(cli: &Cli) -> Result<(), String> {
         }
         collect_children(children)?
     };
-    let after = sample(cli.server_pid);
+    let after = sample(cli);
     let wall = ready_at.elapsed();
-    let summary = summarize(cli, &shards, before, at_ready, after, wall, floor);
+    let summary = summarize(cli, &shards, &[before, at_ready, after], wall, floor);
     println!("{summary}");
     Ok(())
 }
@@ -503,15 +602,25 @@ fn merged_hist(shards: &[Value], field: &str) -> Latencies {
     all
 }
 
+/// CPU time from `start` to `end`, when both were read.
+fn elapsed_cpu(start: Option<Duration>, end: Option<Duration>) -> Option<Duration> {
+    Some(end?.saturating_sub(start?))
+}
+
+fn nanos(cpu: Option<Duration>) -> Option<u64> {
+    cpu.map(|cpu| cpu.as_nanos() as u64)
+}
+
+/// Merges the shards' reports; `samples` are the server's figures before connecting, once
+/// connected (the run starts) and after the run.
 fn summarize(
     cli: &Cli,
     shards: &[Value],
-    before: ServerSample,
-    at_ready: ServerSample,
-    after: ServerSample,
+    samples: &[ServerSample; 3],
     wall: Duration,
     floor: Option<Value>,
 ) -> Value {
+    let [before, at_ready, after] = samples;
     let conns = sum(shards, "conns");
     let errors = sum(shards, "errors");
     let connect_s = max(shards, "connect_elapsed_ns") as f64 / 1e9;
@@ -521,6 +630,7 @@ fn summarize(
     let mut out = json!({
         "scenario": scenario_name(&cli.scenario),
         "procs": cli.procs,
+        "addrs": cli.addr.len(),
         "conns": conns,
         "errors": errors,
         "first_error": first_error,
@@ -532,12 +642,15 @@ fn summarize(
         // Who limits the connect rate: both sides' CPU per connection while connecting.
         let tool_cpu_ns = sum(shards, "connect_cpu_ns");
         out["connect_tool_cpu_us_per_conn"] = json!(tool_cpu_ns as f64 / 1e3 / conns as f64);
-        if let (Some(start), Some(end)) = (before.cpu, at_ready.cpu) {
-            out["connect_server_cpu_us_per_conn"] =
-                json!(end.saturating_sub(start).as_secs_f64() * 1e6 / conns as f64);
+        if let Some(cpu) = elapsed_cpu(before.cpu(), at_ready.cpu()) {
+            out["connect_server_cpu_us_per_conn"] = json!(cpu.as_secs_f64() * 1e6 / conns as f64);
+        }
+        if let Some(cpu) = elapsed_cpu(before.redis_cpu(), at_ready.redis_cpu()) {
+            out["connect_redis_cpu_us_per_conn"] = json!(cpu.as_secs_f64() * 1e6 / conns as f64);
         }
     }
-    if let (Some(rss_before), Some(rss_ready)) = (before.rss, at_ready.rss) {
+    // Summed over the server pids: in a cluster each connection is on one of them.
+    if let (Some(rss_before), Some(rss_ready)) = (before.rss(), at_ready.rss()) {
         out["server_rss_before"] = json!(rss_before);
         out["server_rss_connected"] = json!(rss_ready);
         if conns > 0 {
@@ -545,18 +658,23 @@ fn summarize(
                 json!(rss_ready.saturating_sub(rss_before) as f64 / conns as f64);
         }
     }
-    let server_cpu = match (at_ready.cpu, after.cpu) {
-        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-        _ => None,
-    };
+    let server_cpu = elapsed_cpu(at_ready.cpu(), after.cpu());
+    let redis_cpu = elapsed_cpu(at_ready.redis_cpu(), after.redis_cpu());
     let floor_us = floor.as_ref().and_then(|f| f["cpu_us_per_write"].as_f64());
     let per_unit = |out: &mut Value, units: u64, name: &str| {
-        if let Some(cpu) = server_cpu.filter(|_| units > 0) {
+        let mut figures = |prefix: &str, cpu: Duration| {
             let us = cpu.as_secs_f64() * 1e6 / units as f64;
-            out[format!("server_cpu_us_per_{name}")] = json!(us);
+            out[format!("{prefix}_cpu_us_per_{name}")] = json!(us);
             // A floor too short to register a clock tick gives no ratio.
             if let Some(floor) = floor_us.filter(|&floor| floor > 0.0) {
-                out[format!("server_cpu_per_{name}_vs_floor")] = json!(us / floor);
+                out[format!("{prefix}_cpu_per_{name}_vs_floor")] = json!(us / floor);
+            }
+        };
+        if let Some(cpu) = server_cpu.filter(|_| units > 0) {
+            figures("server", cpu);
+            // The whole cluster's cost: every wspush process and Redis.
+            if let Some(redis) = redis_cpu {
+                figures("cluster", cpu + redis);
             }
             out["server_cpu_ms"] = json!(cpu.as_millis() as u64);
         }
@@ -572,6 +690,13 @@ fn summarize(
             out["duplicates"] = json!(sum(shards, "duplicates"));
             out["misrouted"] = json!(sum(shards, "misrouted"));
             out["closes"] = json!(sum(shards, "closes"));
+            out["cross_node"] = json!(matches!(
+                cli.scenario,
+                Scenario::Direct {
+                    cross_node: true,
+                    ..
+                }
+            ));
             out["msgs_per_s"] = json!(received as f64 / run_s.max(1e-9));
             out["latency_us"] = merged_hist(shards, "latency_hist").summary();
             per_unit(&mut out, received, "msg");
@@ -631,6 +756,51 @@ fn summarize(
         }
         Scenario::Attack { cap_bytes, .. } => attack::summarize(&mut out, shards, *cap_bytes),
         _ => {}
+    }
+    if !cli.server_pid.is_empty() {
+        // Each process over the connect phase and over the run, then the totals.
+        let procs: Vec<Value> = cli
+            .server_pid
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                let at = |sample: &ServerSample| sample.server.get(i).copied().unwrap_or_default();
+                let ((rss_before, cpu_before), (rss_ready, cpu_ready), (rss_after, cpu_after)) =
+                    (at(before), at(at_ready), at(after));
+                json!({
+                    "pid": pid,
+                    "connect_cpu_ns": nanos(elapsed_cpu(cpu_before, cpu_ready)),
+                    "cpu_ns": nanos(elapsed_cpu(cpu_ready, cpu_after)),
+                    "rss_before": rss_before,
+                    "rss_connected": rss_ready,
+                    "rss_after": rss_after,
+                })
+            })
+            .collect();
+        out["server_procs"] = json!(procs);
+        out["connect_server_cpu_ns_total"] =
+            json!(nanos(elapsed_cpu(before.cpu(), at_ready.cpu())));
+        out["server_cpu_ns_total"] = json!(nanos(server_cpu));
+        out["server_rss_total"] = json!(at_ready.rss());
+    }
+    if !cli.redis_pid.is_empty() {
+        let procs: Vec<Value> = cli
+            .redis_pid
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                let at = |sample: &ServerSample| sample.redis.get(i).copied().flatten();
+                json!({
+                    "pid": pid,
+                    "connect_cpu_ns": nanos(elapsed_cpu(at(before), at(at_ready))),
+                    "cpu_ns": nanos(elapsed_cpu(at(at_ready), at(after))),
+                })
+            })
+            .collect();
+        out["redis_procs"] = json!(procs);
+        out["connect_redis_cpu_ns"] =
+            json!(nanos(elapsed_cpu(before.redis_cpu(), at_ready.redis_cpu())));
+        out["redis_cpu_ns"] = json!(nanos(redis_cpu));
     }
     if let Some(floor) = floor {
         out["floor"] = floor;

@@ -32,9 +32,11 @@ impl Shard {
 }
 
 /// What every scenario needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Setup {
-    pub addr: SocketAddr,
+    /// The server addresses (nodes of a cluster, or one server): connection `i` goes to
+    /// `addrs[i % addrs.len()]`.
+    pub addrs: Vec<SocketAddr>,
     pub shard: Shard,
     /// Longest time without progress before a wait gives up.
     pub timeout: Duration,
@@ -95,7 +97,7 @@ pub fn populate(
 ) -> std::io::Result<Population> {
     let range = setup.shard.range(total);
     let mut population = Population {
-        fleet: Fleet::new(setup.addr, setup.early_login)?,
+        fleet: Fleet::new(setup.addrs.clone(), setup.early_login)?,
         index_of_key: Vec::new(),
         keys: Vec::new(),
         range: range.clone(),
@@ -125,7 +127,7 @@ pub fn populate(
         {
             match population
                 .fleet
-                .open(&format!("{prefix}{next}"), next < senders)
+                .open(&format!("{prefix}{next}"), next < senders, next)
             {
                 Ok(key) => {
                     if population.index_of_key.len() <= key {
@@ -242,6 +244,40 @@ pub struct Direct {
     pub window: usize,
     /// Open loop at this many messages per second (all shards together); `None`: closed loop.
     pub msg_rate: Option<f64>,
+    /// Send only to connections on another address than the sender's (so, in a cluster,
+    /// through Redis). Needs at least two addresses and as many connections.
+    pub cross_node: bool,
+}
+
+/// A random recipient for `sender` among `conns` connections spread over `nodes` addresses
+/// (connection `i` on address `i % nodes`): any connection, or with `cross_node` one on
+/// another address (`nodes` ≥ 2 and `conns` ≥ `nodes`), uniformly over those.
+pub fn pick_recipient(
+    rng: &mut u64,
+    sender: usize,
+    conns: usize,
+    nodes: usize,
+    cross_node: bool,
+) -> usize {
+    let mut next = || {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    if !cross_node || nodes < 2 {
+        return (next() % conns as u64) as usize;
+    }
+    // Connections not on the sender's address: every index but those ≡ sender (mod nodes).
+    let own = sender % nodes;
+    let own_count = (conns + nodes - 1 - own) / nodes;
+    let others = conns - own_count;
+    // The k-th index whose residue differs from `own`: skip one own-residue index per full
+    // group of `nodes - 1` others, and the one inside the current group if it comes first.
+    let k = (next() % others.max(1) as u64) as usize;
+    let (group, offset) = (k / (nodes - 1), k % (nodes - 1));
+    let residue = if offset < own { offset } else { offset + 1 };
+    group * nodes + residue
 }
 
 /// `direct`: senders send `uid:payload` to random uids; receivers check and time every message.
@@ -283,10 +319,13 @@ pub fn direct(setup: &Setup, params: &Direct, ready: &mut dyn FnMut()) -> std::i
                 continue;
             }
             stalled = 0;
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let recipient = (rng % params.conns as u64) as usize;
+            let recipient = pick_recipient(
+                &mut rng,
+                sender,
+                params.conns,
+                setup.addrs.len(),
+                params.cross_node,
+            );
             let stamp = Stamp {
                 sender,
                 seq: seqs[sender],
@@ -655,4 +694,39 @@ fn take_response(input: &[u8]) -> Option<(Result<(), String>, usize)> {
         ))
     };
     Some((ok, head_end + body_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_node_recipients_are_on_other_addresses_and_all_reachable() {
+        for (conns, nodes) in [(40, 2), (10, 3), (7, 3), (3, 3), (5, 4)] {
+            let mut rng = 0x2545_F491_4F6C_DD1Du64;
+            for sender in 0..conns {
+                let mut hit = vec![false; conns];
+                for _ in 0..2000 {
+                    let recipient = pick_recipient(&mut rng, sender, conns, nodes, true);
+                    assert!(recipient < conns, "{recipient} of {conns}");
+                    assert_ne!(recipient % nodes, sender % nodes, "{conns}/{nodes}");
+                    hit[recipient] = true;
+                }
+                // Every connection on another address is chosen sometimes.
+                for (i, &hit) in hit.iter().enumerate() {
+                    assert_eq!(hit, i % nodes != sender % nodes, "{i} in {conns}/{nodes}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_cross_node_any_connection_may_receive() {
+        let mut rng = 1u64;
+        let mut hit = [false; 10];
+        for _ in 0..1000 {
+            hit[pick_recipient(&mut rng, 0, 10, 2, false)] = true;
+        }
+        assert!(hit.iter().all(|&hit| hit));
+    }
 }
