@@ -184,8 +184,10 @@ pub struct Cli {
 
     /// Join a cluster through this Redis: redis://[[user]:password@]host[:port]. Every node of
     /// the cluster names the same one; a message for a uid reaches the nodes that hold it.
-    #[arg(long, env = "WSPUSH_REDIS", value_parser = parse_redis)]
-    pub redis: Option<RedisAddr>,
+    /// Several spread the uids' channels over several Redis servers (every node must name
+    /// the same ones, in the same order; the first also carries broadcasts).
+    #[arg(long, env = "WSPUSH_REDIS", value_parser = parse_redis, value_delimiter = ',')]
+    pub redis: Vec<RedisAddr>,
 
     /// What the cluster's channel names start with (several clusters can share one Redis).
     #[arg(long, env = "WSPUSH_CLUSTER_PREFIX", default_value = "wspush")]
@@ -298,8 +300,8 @@ impl Cli {
                 allowed_origins: self.api_allowed_origins.clone(),
                 allowed_hosts: self.api_allowed_hosts.clone(),
             }),
-            cluster: self.redis.clone().map(|redis| ClusterConfig {
-                redis,
+            cluster: (!self.redis.is_empty()).then(|| ClusterConfig {
+                redis: self.redis.clone(),
                 prefix: self.cluster_prefix.clone(),
                 linger: self.cluster_linger,
                 probe_interval: self.cluster_probe_interval,

@@ -120,8 +120,10 @@ pub struct Config {
 /// How a node joins a cluster: where Redis is, and how its channels are named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// The Redis server every node of the cluster uses.
-    pub redis: RedisAddr,
+    /// The Redis servers every node of the cluster uses, the same on every node, in the same
+    /// order: a uid's channel lives on one of them (rendezvous hashing of the uid), and
+    /// broadcasts and survey answers on the first. At least one.
+    pub redis: Vec<RedisAddr>,
     /// What every channel name starts with (`<prefix>:all`, `<prefix>:u:<uid>`), so that
     /// several clusters can share one Redis. Default `wspush`.
     pub prefix: String,
@@ -135,10 +137,10 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A cluster on `redis` with the default prefix and linger.
+    /// A cluster on one Redis with the default prefix, linger and probe interval.
     pub fn new(redis: RedisAddr) -> Self {
         Self {
-            redis,
+            redis: vec![redis],
             prefix: "wspush".to_owned(),
             linger: Duration::from_secs(1),
             probe_interval: Duration::from_secs(10),
@@ -424,6 +426,9 @@ impl Config {
             return fail("--max-deliveries-per-turn must be at least 1".into());
         }
         if let Some(cluster) = &self.cluster {
+            if cluster.redis.is_empty() {
+                return fail("a cluster needs at least one --redis".into());
+            }
             if cluster.probe_interval.is_zero() {
                 return fail("--cluster-probe-interval must be longer than 0".into());
             }

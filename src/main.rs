@@ -155,10 +155,10 @@ fn supervise(config: Config, mode: &str, workers: usize) -> Result<(), String> {
     let config = config.checked().map_err(|e| e.to_string())?;
     let ports = supervisor::reserve(config.listen, config.api.as_ref().map(|api| api.listen))
         .map_err(|e| format!("cannot reserve the ports for the workers: {e}"))?;
-    let redis = config
-        .cluster
-        .as_ref()
-        .map_or(String::new(), |cluster| cluster.redis.to_string());
+    let redis = config.cluster.as_ref().map_or(String::new(), |cluster| {
+        let servers: Vec<String> = cluster.redis.iter().map(ToString::to_string).collect();
+        servers.join(", ")
+    });
     info!(
         "wspush {} listening on {} (mode {mode}; {workers} workers sharing the port, cluster on \
          {redis})",

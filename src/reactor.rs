@@ -205,7 +205,7 @@ impl<H: Handler> Server<H> {
         let cluster = match &config.cluster {
             Some(cluster) => Some(
                 Cluster::new(cluster.clone(), Tokens::of(CLUSTER))
-                    .map_err(context(format!("cannot find Redis at {}", cluster.redis)))?,
+                    .map_err(context(format!("cannot find Redis at {:?}", cluster.redis)))?,
             ),
             None => None,
         };

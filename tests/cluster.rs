@@ -425,3 +425,67 @@ fn a_report_from_a_node_that_does_not_answer_says_partial() {
         "node two holds bob but did not answer in time"
     );
 }
+
+#[test]
+fn uid_channels_spread_over_two_redis_servers_and_one_failing_spares_the_others() {
+    let (first, mut second) = (RedisServer::start(), RedisServer::start());
+    let start = || {
+        let server = BinaryServer::start(&[
+            "--redis",
+            &first.url(),
+            "--redis",
+            &second.url(),
+            "--ping-interval",
+            "off",
+            "--idle-timeout",
+            "off",
+        ]);
+        wait_for_health(&[&server], "up");
+        server
+    };
+    let (one, two) = (start(), start());
+    let mut alice = RawClient::login(one.addr, "alice");
+    let uids: Vec<String> = (0..20).map(|i| format!("user{i}")).collect();
+    let mut users: Vec<RawClient> = uids
+        .iter()
+        .map(|uid| RawClient::login(two.addr, uid))
+        .collect();
+    let subscribed_on = |redis: &RedisServer, uid: &str| {
+        let reply = redis
+            .command(&["PUBSUB", "NUMSUB", &format!("wspush:u:{uid}")])
+            .unwrap();
+        reply.trim_end().ends_with(":1")
+    };
+    let on_first: Vec<bool> = uids.iter().map(|uid| subscribed_on(&first, uid)).collect();
+    for (uid, &first_has) in uids.iter().zip(&on_first) {
+        assert_ne!(
+            first_has,
+            subscribed_on(&second, uid),
+            "{uid} on exactly one server"
+        );
+    }
+    let spread = on_first.iter().filter(|&&on| on).count();
+    assert!(
+        (1..20).contains(&spread),
+        "{spread} of 20 uids on the first server"
+    );
+    for (uid, user) in uids.iter().zip(&mut users) {
+        alice.send_text(&format!("{uid}:hello {uid}"));
+        assert_eq!(next_text(user), format!("hello {uid}"));
+    }
+
+    // The second server fails: uids whose channels live on the first are still reached.
+    second.kill();
+    wait_for_health(&[&one, &two], "degraded");
+    for ((uid, user), &first_has) in uids.iter().zip(&mut users).zip(&on_first) {
+        if first_has {
+            alice.send_text(&format!("{uid}:still {uid}"));
+            assert_eq!(next_text(user), format!("still {uid}"));
+        }
+    }
+    alice.send_text("all:broadcasts ride on the first server");
+    assert_eq!(
+        next_text(&mut users[0]),
+        "broadcasts ride on the first server"
+    );
+}

@@ -7,10 +7,10 @@
 //! node's id so that its own echo is skipped. Messages from the bus are delivered here only,
 //! never published again.
 //!
-//! Two links to Redis: commands (PUBLISH) and the subscription (SUBSCRIBE, UNSUBSCRIBE and the
-//! messages), since a RESP2 connection in subscribe mode takes nothing else. A link that fails
-//! is reconnected with backoff and jitter; the subscription link then subscribes every local
-//! uid again, in batches. While Redis is unreachable this node goes on serving its own
+//! Each Redis server (`--redis`, one or several) gets two links (see `shard`). With several,
+//! a uid's channel lives on the server `shard::shard_of` picks, and broadcasts and survey
+//! answers travel on the first. A link that fails is reconnected with backoff and jitter; the
+//! subscription link then subscribes every local uid of its server again, in batches. While Redis is unreachable this node goes on serving its own
 //! connections, and what it would have published is counted as lost (at-most-once, like any
 //! pub/sub). Owns the links and the subscription set; it must never block the loop, and never
 //! trust what arrives on the bus (malformed data is counted and skipped).
@@ -18,8 +18,9 @@
 pub mod envelope;
 mod link;
 pub mod resp;
+mod shard;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -31,6 +32,7 @@ use mio::event::Event;
 use self::envelope::Kind;
 use self::link::{Link, Phase};
 use self::resp::Frame;
+use self::shard::{shard_of, Pending, Shard, BACKOFF_MAX, BACKOFF_MIN};
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
 use crate::hub::bus::{Notify, Target, What, SURVEY_TIMEOUT};
 use crate::hub::stats::ClusterStats;
@@ -42,61 +44,24 @@ use crate::{ClusterConfig, Handler};
 /// Channels per SUBSCRIBE or UNSUBSCRIBE command.
 const CHANNELS_PER_COMMAND: usize = 512;
 
-/// First and longest wait before reconnecting a link.
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
 /// Longest a login waits for its uid's subscription to be confirmed before its output goes
 /// anyway.
 const HOLD_MAX: Duration = Duration::from_secs(2);
 
-/// Slots of the two links in this endpoint's token space.
+/// Which of a server's two links a slot of this endpoint's token space is: server `i` has
+/// slots `2i` (commands) and `2i + 1` (subscription).
 const COMMANDS: usize = 0;
 const SUBSCRIPTION: usize = 1;
-
-/// A command on the command link whose reply is still to come.
-#[derive(Debug)]
-struct Pending {
-    sent: Duration,
-    /// For a PUBLISH: whether this node itself counted among the channel's subscribers.
-    counted: bool,
-    /// A notice for the sender if nobody else holds the uid.
-    notify: Option<Notify>,
-    /// The survey that waits for this PUBLISH's subscriber count.
-    survey: Option<u64>,
-}
-
-impl Pending {
-    fn plain(sent: Duration) -> Self {
-        Self {
-            sent,
-            counted: false,
-            notify: None,
-            survey: None,
-        }
-    }
-}
-
-/// One link, with its reconnect schedule.
-#[derive(Debug)]
-struct Attached {
-    link: Link,
-    /// When to try connecting again (while down).
-    retry_at: Duration,
-    backoff: Duration,
-}
 
 /// This node in the cluster.
 pub(crate) struct Cluster {
     config: ClusterConfig,
     node: u64,
-    commands: Attached,
-    subscription: Attached,
+    shards: Vec<Shard>,
+    /// The servers' names, in order, for `shard_of`.
+    names: Vec<String>,
     /// Uids this node is subscribed to (or asked to be): every local uid, plus lingering ones.
     subscribed: HashMap<Rc<str>, Option<Duration>>,
-    /// Uids to subscribe and unsubscribe at the next flush.
-    to_subscribe: Vec<Rc<str>>,
-    to_unsubscribe: Vec<Rc<str>>,
     /// The earliest linger that may end.
     next_linger: Option<Duration>,
     /// Uids whose SUBSCRIBE is not confirmed yet, with when it was asked for: their new
@@ -104,67 +69,52 @@ pub(crate) struct Cluster {
     awaiting: HashMap<Rc<str>, Duration>,
     /// Uids confirmed (or given up on) this iteration, released at the flush.
     confirmed: HashSet<Rc<str>>,
-    /// One entry per command on the command link whose reply is still to come, in order:
-    /// for a PUBLISH whose sender waits to hear that nobody holds the uid, the notice and
-    /// whether this node itself counted among the subscribers.
-    replies: VecDeque<Pending>,
     /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
     unanswered: Vec<Notify>,
     /// Surveys whose PUBLISH reply will never come: answered as partial.
     unsurveyed: Vec<u64>,
     /// When the oldest survey under way times out.
     next_survey_deadline: Option<Duration>,
-    /// When the subscription link last delivered anything (a message, a confirmation).
-    heard_at: Duration,
-    /// When the outstanding probe of this node's own channel was published.
-    probe_sent: Option<Duration>,
     stats: ClusterStats,
-    /// The broadcast channel's subscription is confirmed on the current subscription link.
-    subscribed_to_all: bool,
-    /// The broadcast channel is to be subscribed after the uids queued with it: its
-    /// confirmation then says that the whole resubscription is done.
-    all_pending: bool,
     /// The random state for backoff jitter.
     jitter: u64,
 }
 
 impl Cluster {
-    /// Prepares the links (resolving Redis's address once); they connect at the first sweep.
+    /// Prepares the links (resolving each Redis address once); they connect at the first
+    /// sweep.
     pub(crate) fn new(config: ClusterConfig, tokens: Tokens) -> io::Result<Self> {
-        let addr: SocketAddr = (config.redis.host.as_str(), config.redis.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for Redis"))?;
         let node = random_id();
-        let attached = |slot| Attached {
-            link: Link::new(addr, tokens.token(Slot::Conn(slot))),
-            retry_at: Duration::ZERO,
-            backoff: BACKOFF_MIN,
-        };
+        let mut shards = Vec::new();
+        for (index, redis) in config.redis.iter().enumerate() {
+            let addr: SocketAddr = (redis.host.as_str(), redis.port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for Redis"))?;
+            let link = |which| Link::new(addr, tokens.token(Slot::Conn(2 * index + which)));
+            let name = format!("{}:{}", redis.host, redis.port);
+            shards.push(Shard::new(name, link(COMMANDS), link(SUBSCRIPTION)));
+        }
+        let names = shards.iter().map(|shard| shard.name.clone()).collect();
+        let servers: Vec<String> = config.redis.iter().map(ToString::to_string).collect();
         info!(
             "cluster: node {node:016x} on {} (channels {}:*)",
-            config.redis, config.prefix
+            servers.join(", "),
+            config.prefix
         );
         Ok(Self {
             config,
             node,
-            commands: attached(COMMANDS),
-            subscription: attached(SUBSCRIPTION),
+            shards,
+            names,
             subscribed: HashMap::new(),
-            to_subscribe: Vec::new(),
-            to_unsubscribe: Vec::new(),
             next_linger: None,
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
-            replies: VecDeque::new(),
             unanswered: Vec::new(),
             unsurveyed: Vec::new(),
             next_survey_deadline: None,
-            heard_at: Duration::ZERO,
-            probe_sent: None,
             stats: ClusterStats::default(),
-            subscribed_to_all: false,
-            all_pending: false,
             jitter: node | 1,
         })
     }
@@ -177,52 +127,85 @@ impl Cluster {
         format!("{}:all", self.config.prefix).into_bytes()
     }
 
-    /// This node's own channel: its probes.
+    /// This node's own channel: its probes, and the answers to its surveys (on the first
+    /// server).
     fn node_channel(&self) -> Vec<u8> {
         format!("{}:n:{:016x}", self.config.prefix, self.node).into_bytes()
     }
 
-    /// Probes the subscription when it has been silent for a probe interval, and repairs it
-    /// (reconnects) when a probe did not come back within one: a subscription can stop
-    /// delivering without its connection failing (seen after failovers).
+    /// The channel whose confirmation completes a subscription of server `index`.
+    fn ready_channel(&self, index: usize) -> Vec<u8> {
+        if index == 0 {
+            self.all_channel()
+        } else {
+            self.node_channel()
+        }
+    }
+
+    fn shard_of(&self, uid: &str) -> usize {
+        shard_of(&self.names, uid)
+    }
+
+    fn link(&mut self, slot: usize) -> &mut shard::Attached {
+        let shard = &mut self.shards[slot / 2];
+        if slot % 2 == COMMANDS {
+            &mut shard.commands
+        } else {
+            &mut shard.subscription
+        }
+    }
+
+    /// Probes each server's subscription when it has been silent for a probe interval, and
+    /// repairs it (reconnects) when a probe did not come back within one: a subscription can
+    /// stop delivering without its connection failing (seen after failovers). A command link
+    /// whose oldest reply is that late is reconnected too.
     fn probe(&mut self, registry: &mio::Registry, now: Duration) {
         let interval = self.config.probe_interval;
-        // A command link whose oldest reply is a probe interval late is as broken.
-        let late_reply = self
-            .replies
-            .front()
-            .is_some_and(|pending| now.saturating_sub(pending.sent) >= interval);
-        if late_reply && self.commands.link.phase() == Phase::Up {
-            self.stats.stale_repairs += 1;
-            let error = io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("Redis did not answer a command within {interval:?}"),
-            );
-            self.fail(COMMANDS, &error, registry, now);
-        }
-        if !self.subscribed_to_all || self.commands.link.phase() != Phase::Up {
-            self.probe_sent = None;
-            return;
-        }
-        match self.probe_sent {
-            Some(sent) if now.saturating_sub(sent) >= interval => {
+        for index in 0..self.shards.len() {
+            let shard = &self.shards[index];
+            let late_reply = shard
+                .replies
+                .front()
+                .is_some_and(|pending| now.saturating_sub(pending.sent) >= interval);
+            if late_reply && shard.commands_up() {
                 self.stats.stale_repairs += 1;
                 let error = io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("a probe of the subscription did not come back within {interval:?}"),
+                    format!("Redis did not answer a command within {interval:?}"),
                 );
-                self.fail(SUBSCRIPTION, &error, registry, now);
+                self.fail(2 * index + COMMANDS, &error, registry, now);
             }
-            Some(_) => {}
-            None if now.saturating_sub(self.heard_at) >= interval => {
-                let mut probe = Vec::new();
-                envelope::encode(&mut probe, self.node, Kind::Probe, None, b"");
-                let channel = self.node_channel();
-                self.commands.link.queue(&[b"PUBLISH", &channel, &probe]);
-                self.replies.push_back(Pending::plain(now));
-                self.probe_sent = Some(now);
+            let node_channel = self.node_channel();
+            let node = self.node;
+            let shard = &mut self.shards[index];
+            if !shard.ready || !shard.commands_up() {
+                shard.probe_sent = None;
+                continue;
             }
-            None => {}
+            match shard.probe_sent {
+                Some(sent) if now.saturating_sub(sent) >= interval => {
+                    self.stats.stale_repairs += 1;
+                    let error = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "a probe of the subscription did not come back within {interval:?}"
+                        ),
+                    );
+                    self.fail(2 * index + SUBSCRIPTION, &error, registry, now);
+                }
+                Some(_) => {}
+                None if now.saturating_sub(shard.heard_at) >= interval => {
+                    let mut probe = Vec::new();
+                    envelope::encode(&mut probe, node, Kind::Probe, None, b"");
+                    shard
+                        .commands
+                        .link
+                        .queue(&[b"PUBLISH", &node_channel, &probe]);
+                    shard.replies.push_back(Pending::plain(now));
+                    shard.probe_sent = Some(now);
+                }
+                None => {}
+            }
         }
     }
 
@@ -235,7 +218,6 @@ impl Cluster {
         let publications = std::mem::take(&mut bus.publications);
         let online = std::mem::take(&mut bus.online);
         let offline = std::mem::take(&mut bus.offline);
-        let subscribing = self.subscription.link.phase() == Phase::Up;
         for uid in online {
             match self.subscribed.get_mut(&uid) {
                 // Still subscribed from an earlier connection: the linger ends.
@@ -247,13 +229,14 @@ impl Cluster {
                 }
                 None => {
                     self.subscribed.insert(Rc::clone(&uid), None);
-                    if subscribing {
+                    let shard = self.shard_of(&uid);
+                    if self.shards[shard].subscription_up() {
                         self.awaiting.insert(Rc::clone(&uid), now);
                     } else {
                         // Redis is unreachable: serve the connection here without waiting.
                         self.confirmed.insert(Rc::clone(&uid));
                     }
-                    self.to_subscribe.push(uid);
+                    self.shards[shard].to_subscribe.push(uid);
                 }
             }
         }
@@ -264,10 +247,17 @@ impl Cluster {
                 self.next_linger = Some(self.next_linger.map_or(until, |next| next.min(until)));
             }
         }
-        let up = self.commands.link.phase() == Phase::Up;
         let mut payload = Vec::new();
         for publication in publications {
-            if !up {
+            let (index, channel, counted) = match &publication.to {
+                Target::Uid(uid) => (
+                    self.shard_of(uid),
+                    self.uid_channel(uid),
+                    self.subscribed.contains_key(uid),
+                ),
+                Target::All => (0, self.all_channel(), false),
+            };
+            if !self.shards[index].commands_up() {
                 self.stats.lost += 1;
                 // Nobody else can be asked: what this node knows is the answer.
                 if let Some(notify) = publication.notify {
@@ -278,10 +268,6 @@ impl Cluster {
                 }
                 continue;
             }
-            let (channel, counted) = match &publication.to {
-                Target::Uid(uid) => (self.uid_channel(uid), self.subscribed.contains_key(uid)),
-                Target::All => (self.all_channel(), false),
-            };
             payload.clear();
             let survey = publication.survey;
             if survey.is_some() {
@@ -304,8 +290,9 @@ impl Cluster {
                     envelope::encode(&mut payload, self.node, Kind::Close, survey, &body);
                 }
             }
-            self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
-            self.replies.push_back(Pending {
+            let shard = &mut self.shards[index];
+            shard.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
+            shard.replies.push_back(Pending {
                 sent: now,
                 counted,
                 notify: publication.notify,
@@ -334,58 +321,82 @@ impl Cluster {
         }
         for uid in ended {
             self.subscribed.remove(&uid);
-            self.to_unsubscribe.push(uid);
+            let shard = self.shard_of(&uid);
+            self.shards[shard].to_unsubscribe.push(uid);
         }
         self.next_linger = next;
     }
 
-    /// Queues the pending (un)subscriptions on the subscription link, in batches.
+    /// Queues each server's pending (un)subscriptions on its subscription link, in batches.
     fn queue_subscriptions(&mut self) {
-        if self.subscription.link.phase() != Phase::Up {
-            // All of `subscribed` is sent again when the link comes up.
-            self.to_subscribe.clear();
-            self.to_unsubscribe.clear();
-            return;
-        }
-        for (command, uids) in [
-            (&b"SUBSCRIBE"[..], std::mem::take(&mut self.to_subscribe)),
-            (
-                &b"UNSUBSCRIBE"[..],
-                std::mem::take(&mut self.to_unsubscribe),
-            ),
-        ] {
-            for batch in uids.chunks(CHANNELS_PER_COMMAND) {
-                let channels: Vec<Vec<u8>> =
-                    batch.iter().map(|uid| self.uid_channel(uid)).collect();
-                let mut args: Vec<&[u8]> = vec![command];
-                args.extend(channels.iter().map(Vec::as_slice));
-                self.subscription.link.queue(&args);
+        for index in 0..self.shards.len() {
+            let ready_channel = self.ready_channel(index);
+            let uid_channels = |uids: &[Rc<str>]| -> Vec<Vec<u8>> {
+                uids.iter()
+                    .map(|uid| format!("{}:u:{uid}", self.config.prefix).into_bytes())
+                    .collect()
+            };
+            let shard = &self.shards[index];
+            if !shard.subscription_up() {
+                // All of `subscribed` is sent again when the link comes up.
+                let shard = &mut self.shards[index];
+                shard.to_subscribe.clear();
+                shard.to_unsubscribe.clear();
+                continue;
+            }
+            let subscribe = uid_channels(&shard.to_subscribe);
+            let unsubscribe = uid_channels(&shard.to_unsubscribe);
+            let shard = &mut self.shards[index];
+            shard.to_subscribe.clear();
+            shard.to_unsubscribe.clear();
+            for (command, channels) in [
+                (&b"SUBSCRIBE"[..], subscribe),
+                (b"UNSUBSCRIBE", unsubscribe),
+            ] {
+                for batch in channels.chunks(CHANNELS_PER_COMMAND) {
+                    let mut args: Vec<&[u8]> = vec![command];
+                    args.extend(batch.iter().map(Vec::as_slice));
+                    shard.subscription.link.queue(&args);
+                }
+            }
+            if std::mem::take(&mut shard.ready_pending) {
+                shard
+                    .subscription
+                    .link
+                    .queue(&[b"SUBSCRIBE", &ready_channel]);
             }
         }
-        if std::mem::take(&mut self.all_pending) {
-            let all = self.all_channel();
-            self.subscription.link.queue(&[b"SUBSCRIBE", &all]);
-        }
     }
 
-    /// The subscription link came up: subscribe to every uid held here, then to broadcasts
-    /// (whose confirmation marks the cluster up).
-    fn resubscribe(&mut self) {
-        self.all_pending = true;
+    /// Server `index`'s subscription link came up: subscribe to every uid held here that
+    /// lives on it, then to its last channel (whose confirmation marks it ready).
+    fn resubscribe(&mut self, index: usize) {
+        let uids: Vec<Rc<str>> = self
+            .subscribed
+            .keys()
+            .filter(|uid| self.shard_of(uid) == index)
+            .cloned()
+            .collect();
         let own = self.node_channel();
-        self.subscription.link.queue(&[b"SUBSCRIBE", &own]);
-        self.to_unsubscribe.clear();
-        self.to_subscribe = self.subscribed.keys().cloned().collect();
-        if !self.to_subscribe.is_empty() {
+        let shard = &mut self.shards[index];
+        shard.ready_pending = true;
+        if index == 0 {
+            // The first server carries this node's survey answers too.
+            shard.subscription.link.queue(&[b"SUBSCRIBE", &own]);
+        }
+        shard.to_unsubscribe.clear();
+        if !uids.is_empty() {
             info!(
-                "cluster: subscribing {} uids again",
-                self.to_subscribe.len()
+                "cluster: subscribing {} uids again on {}",
+                uids.len(),
+                shard.name
             );
         }
+        shard.to_subscribe = uids;
     }
 
-    /// Delivers what arrived on the subscription link; answers on the command link are
-    /// only checked for errors.
+    /// Delivers what arrived on each subscription link, and takes each command link's
+    /// replies.
     fn read_links<T>(
         &mut self,
         hub: &mut Hub<T>,
@@ -393,36 +404,39 @@ impl Cluster {
         registry: &mio::Registry,
         now: Duration,
     ) {
-        let mut messages = Vec::new();
-        let result = self
-            .subscription
-            .link
-            .read(scratch, |frame| messages.push(frame));
-        if !messages.is_empty() {
-            self.heard_at = now;
-        }
-        for frame in &messages {
-            self.on_bus_frame(hub, frame, now);
-        }
-        if let Err(error) = result {
-            self.fail(SUBSCRIPTION, &error, registry, now);
-        }
-        let mut replies = Vec::new();
-        let result = self
-            .commands
-            .link
-            .read(scratch, |frame| replies.push(frame));
-        for reply in &replies {
-            self.on_reply(hub, reply, now);
-        }
-        if let Err(error) = result {
-            self.fail(COMMANDS, &error, registry, now);
+        for index in 0..self.shards.len() {
+            let mut messages = Vec::new();
+            let result = self.shards[index]
+                .subscription
+                .link
+                .read(scratch, |frame| messages.push(frame));
+            if !messages.is_empty() {
+                self.shards[index].heard_at = now;
+            }
+            for frame in &messages {
+                self.on_bus_frame(index, hub, frame, now);
+            }
+            if let Err(error) = result {
+                self.fail(2 * index + SUBSCRIPTION, &error, registry, now);
+            }
+            let mut replies = Vec::new();
+            let result = self.shards[index]
+                .commands
+                .link
+                .read(scratch, |frame| replies.push(frame));
+            for reply in &replies {
+                self.on_reply(index, hub, reply, now);
+            }
+            if let Err(error) = result {
+                self.fail(2 * index + COMMANDS, &error, registry, now);
+            }
         }
     }
 
-    /// A reply on the command link: the number of nodes a PUBLISH reached, or an error.
-    fn on_reply<T>(&mut self, hub: &mut Hub<T>, reply: &Frame, now: Duration) {
-        let Some(pending) = self.replies.pop_front() else {
+    /// A reply on server `index`'s command link: the number of nodes a PUBLISH reached, or
+    /// an error.
+    fn on_reply<T>(&mut self, index: usize, hub: &mut Hub<T>, reply: &Frame, now: Duration) {
+        let Some(pending) = self.shards[index].replies.pop_front() else {
             return;
         };
         let reached = match reply {
@@ -448,19 +462,19 @@ impl Cluster {
         }
     }
 
-    /// Answers a survey on its origin's channel.
+    /// Answers a survey on its origin's channel (on the first server).
     fn answer(&mut self, origin: u64, survey: u64, connections: u64, dropped: u64, now: Duration) {
-        if self.commands.link.phase() != Phase::Up {
-            return;
-        }
         let channel = format!("{}:n:{origin:016x}", self.config.prefix).into_bytes();
         let mut payload = Vec::new();
         let body = envelope::answer_body(connections, dropped);
         envelope::encode(&mut payload, self.node, Kind::Answer, Some(survey), &body);
-        self.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
-        self.replies.push_back(Pending::plain(now));
+        let shard = &mut self.shards[0];
+        if !shard.commands_up() {
+            return;
+        }
+        shard.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
+        shard.replies.push_back(Pending::plain(now));
     }
-
     /// An answer to one of this node's surveys.
     fn on_answer<T>(&mut self, hub: &mut Hub<T>, survey: u64, body: &[u8]) {
         let Ok((connections, dropped)) = envelope::read_answer(body) else {
@@ -511,15 +525,20 @@ impl Cluster {
             .retain(|_, survey| now.saturating_sub(survey.started) < SURVEY_TIMEOUT * 50);
     }
 
-    fn on_bus_frame<T>(&mut self, hub: &mut Hub<T>, frame: &Frame, now: Duration) {
+    fn on_bus_frame<T>(&mut self, index: usize, hub: &mut Hub<T>, frame: &Frame, now: Duration) {
         if let Frame::Error(message) = frame {
             warn!("cluster: Redis refused a subscription command: {message}");
             return;
         }
         if let Some((true, channel)) = resp::as_confirmation(frame) {
-            if channel == self.all_channel().as_slice() {
-                info!("cluster: up (subscribed to {}:all)", self.config.prefix);
-                self.subscribed_to_all = true;
+            if channel == self.ready_channel(index).as_slice() {
+                let shard = &mut self.shards[index];
+                if !shard.ready {
+                    shard.ready = true;
+                    if self.shards.iter().all(|shard| shard.ready) {
+                        info!("cluster: up (subscribed to {}:all)", self.config.prefix);
+                    }
+                }
                 return;
             }
             let uid = self.uid_of_channel(channel);
@@ -541,7 +560,7 @@ impl Cluster {
         };
         if envelope.kind == Kind::Probe {
             if envelope.origin == self.node {
-                self.probe_sent = None;
+                self.shards[index].probe_sent = None;
             }
             return;
         }
@@ -650,7 +669,7 @@ impl Cluster {
     fn fail(&mut self, slot: usize, error: &io::Error, registry: &mio::Registry, now: Duration) {
         self.stats.link_failures += 1;
         let jitter = self.next_jitter();
-        let attached = self.attached(slot);
+        let attached = self.link(slot);
         warn!(
             "cluster: link to Redis at {} failed ({error}); retrying in {:?}",
             attached.link.addr(),
@@ -659,27 +678,29 @@ impl Cluster {
         attached.retry_at = now + attached.backoff.mul_f64(0.5 + jitter);
         attached.backoff = (attached.backoff * 2).min(BACKOFF_MAX);
         attached.link.reset(registry);
-        if slot == COMMANDS {
+        let index = slot / 2;
+        if slot % 2 == COMMANDS {
             // Those replies will not come: their senders hear what this node knows.
-            for pending in std::mem::take(&mut self.replies) {
+            for pending in std::mem::take(&mut self.shards[index].replies) {
                 self.unanswered.extend(pending.notify);
                 self.unsurveyed.extend(pending.survey);
             }
-        }
-        if slot == SUBSCRIPTION {
-            self.subscribed_to_all = false;
-            self.probe_sent = None;
-            // Nobody waits for a subscription that will only be made after the reconnect.
-            self.confirmed
-                .extend(self.awaiting.drain().map(|(uid, _)| uid));
-        }
-    }
-
-    fn attached(&mut self, slot: usize) -> &mut Attached {
-        if slot == COMMANDS {
-            &mut self.commands
         } else {
-            &mut self.subscription
+            let shard = &mut self.shards[index];
+            shard.ready = false;
+            shard.probe_sent = None;
+            // Nobody waits for a subscription that will only be made after the reconnect.
+            let names = &self.names;
+            let given_up: Vec<Rc<str>> = self
+                .awaiting
+                .keys()
+                .filter(|uid| shard_of(names, uid) == index)
+                .cloned()
+                .collect();
+            for uid in given_up {
+                self.awaiting.remove(&uid);
+                self.confirmed.insert(uid);
+            }
         }
     }
 
@@ -693,8 +714,8 @@ impl Cluster {
 
     /// Connects links that are down and due.
     fn reconnect(&mut self, registry: &mio::Registry, now: Duration) {
-        for slot in [COMMANDS, SUBSCRIPTION] {
-            let attached = self.attached(slot);
+        for slot in 0..2 * self.shards.len() {
+            let attached = self.link(slot);
             if attached.link.phase() != Phase::Down || attached.retry_at > now {
                 continue;
             }
@@ -704,17 +725,16 @@ impl Cluster {
         }
     }
 
-    /// A link came up: authenticate, and for the subscription link subscribe again.
+    /// A link came up: authenticate, and for a subscription link subscribe again.
     fn came_up(&mut self, slot: usize, now: Duration) {
-        let (user, password) = (
-            self.config.redis.user.clone(),
-            self.config.redis.password.clone(),
-        );
-        if password.is_some() && slot == COMMANDS {
+        let index = slot / 2;
+        let redis = &self.config.redis[index];
+        let (user, password) = (redis.user.clone(), redis.password.clone());
+        if password.is_some() && slot % 2 == COMMANDS {
             // AUTH's reply comes first.
-            self.replies.push_back(Pending::plain(now));
+            self.shards[index].replies.push_back(Pending::plain(now));
         }
-        let attached = self.attached(slot);
+        let attached = self.link(slot);
         attached.backoff = BACKOFF_MIN;
         if let Some(password) = &password {
             match &user {
@@ -725,20 +745,20 @@ impl Cluster {
             }
         }
         info!("cluster: link to Redis at {} up", attached.link.addr());
-        if slot == SUBSCRIPTION {
-            self.resubscribe();
+        if slot % 2 == SUBSCRIPTION {
+            self.resubscribe(index);
         }
     }
 
     /// Shows this endpoint's state in the hub's stats (`/stats`, `/metrics`, `/health`).
     fn publish_stats<T>(&mut self, hub: &mut Hub<T>) {
-        self.stats.up = self.subscribed_to_all && self.commands.link.phase() == Phase::Up;
+        self.stats.up = self.shards.iter().all(Shard::is_up);
         hub.stats.cluster = Some(self.stats);
     }
 
     fn write_links(&mut self, registry: &mio::Registry, now: Duration) {
-        for slot in [COMMANDS, SUBSCRIPTION] {
-            if let Err(error) = self.attached(slot).link.flush() {
+        for slot in 0..2 * self.shards.len() {
+            if let Err(error) = self.link(slot).link.flush() {
                 self.fail(slot, &error, registry, now);
             }
         }
@@ -771,15 +791,14 @@ fn random_id() -> u64 {
 
 impl<H: Handler> Endpoint<H> for Cluster {
     fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
-        let Slot::Conn(slot @ (COMMANDS | SUBSCRIPTION)) = slot else {
+        let Slot::Conn(slot) = slot else {
             return;
         };
+        if slot >= 2 * self.shards.len() {
+            return;
+        }
         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        match self
-            .attached(slot)
-            .link
-            .on_ready(readable, event.is_writable())
-        {
+        match self.link(slot).link.on_ready(readable, event.is_writable()) {
             Ok(true) => self.came_up(slot, cx.now),
             Ok(false) => {}
             Err(error) => self.fail(slot, &error, cx.registry, cx.now),
@@ -808,28 +827,28 @@ impl<H: Handler> Endpoint<H> for Cluster {
     }
 
     fn next_deadline(&self) -> Option<Duration> {
-        let retry = [&self.commands, &self.subscription]
-            .into_iter()
-            .filter(|attached| attached.link.phase() == Phase::Down)
-            .map(|attached| attached.retry_at)
-            .min();
-        let hold = self.awaiting.values().min().map(|&since| since + HOLD_MAX);
-        let survey = self.next_survey_deadline;
-        // Probes and late replies are looked at only while the command link is up (`probe`
-        // does nothing otherwise, so a deadline then would spin the loop).
         let interval = self.config.probe_interval;
-        let commands_up = self.commands.link.phase() == Phase::Up;
-        let probe = (commands_up && self.subscribed_to_all)
-            .then(|| self.probe_sent.unwrap_or(self.heard_at) + interval);
-        let late_reply = self
-            .replies
-            .front()
-            .filter(|_| commands_up)
-            .map(|pending| pending.sent + interval);
-        [retry, self.next_linger, hold, probe, late_reply, survey]
-            .into_iter()
-            .flatten()
-            .min()
+        let mut deadlines = vec![
+            self.next_linger,
+            self.awaiting.values().min().map(|&since| since + HOLD_MAX),
+            self.next_survey_deadline,
+        ];
+        for shard in &self.shards {
+            for attached in [&shard.commands, &shard.subscription] {
+                if attached.link.phase() == Phase::Down {
+                    deadlines.push(Some(attached.retry_at));
+                }
+            }
+            // Probes and late replies are looked at only while the command link is up
+            // (`probe` does nothing otherwise, so a deadline then would spin the loop).
+            if shard.commands_up() {
+                if shard.ready {
+                    deadlines.push(Some(shard.probe_sent.unwrap_or(shard.heard_at) + interval));
+                }
+                deadlines.push(shard.replies.front().map(|pending| pending.sent + interval));
+            }
+        }
+        deadlines.into_iter().flatten().min()
     }
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {
