@@ -114,7 +114,8 @@ impl Shard {
 
 /// Which of `shards` holds `uid`'s channel: the one whose `name/uid` hashes highest
 /// (rendezvous hashing, so adding a server moves only the uids that go to it). The hash is
-/// 64-bit FNV-1a, so any program can find the same server.
+/// 64-bit FNV-1a followed by MurmurHash3's `fmix64` finalizer (FNV alone barely mixes the
+/// last bytes, and uids often differ only there), so any program can find the same server.
 pub(crate) fn shard_of(names: &[String], uid: &str) -> usize {
     if names.len() < 2 {
         return 0;
@@ -125,13 +126,22 @@ pub(crate) fn shard_of(names: &[String], uid: &str) -> usize {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        hash
+        fmix64(hash)
     };
     names
         .iter()
         .enumerate()
         .max_by_key(|(_, name)| score(name))
         .map_or(0, |(index, _)| index)
+}
+
+/// MurmurHash3's 64-bit finalizer.
+fn fmix64(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 #[cfg(test)]
@@ -163,13 +173,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_is_the_documented_fnv1a() {
-        // FNV-1a 64 of "a:6379/x" and "b:6379/x", as any program can compute it.
+    fn the_hash_is_the_documented_fnv1a_with_fmix64() {
+        // fmix64(FNV-1a 64) of "a:6379/x" and "b:6379/x", as any program can compute it.
         let names = vec!["a:6379".to_owned(), "b:6379".to_owned()];
         let fnv = |s: &str| {
-            s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            fmix64(s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            })
+            }))
         };
         let expected = usize::from(fnv("b:6379/x") > fnv("a:6379/x"));
         assert_eq!(shard_of(&names, "x"), expected);
