@@ -16,6 +16,9 @@ use super::resp::{self, Frame};
 /// Most bytes of incomplete input kept; a reply larger than this is a broken link.
 const MAX_INPUT: usize = 64 << 20;
 
+/// Largest buffer kept once empty; a larger one is freed.
+const KEEP_BUFFER: usize = 64 << 10;
+
 /// Where a link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -139,6 +142,10 @@ impl Link {
         if self.written == self.output.len() {
             self.output.clear();
             self.written = 0;
+            // A burst (a resubscription of every uid) leaves no buffer behind.
+            if self.output.capacity() > KEEP_BUFFER {
+                self.output = Vec::new();
+            }
         }
         Ok(())
     }
@@ -173,6 +180,9 @@ impl Link {
                 }
             }
             self.input.drain(..used);
+            if self.input.is_empty() && self.input.capacity() > KEEP_BUFFER {
+                self.input = Vec::new();
+            }
             if self.input.len() > MAX_INPUT {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
