@@ -127,6 +127,9 @@ pub fn supervise(count: usize, ports: &Ports, shutdown_timeout: Duration) -> Res
 fn start(worker: &mut Worker, ports: &Ports) -> Result<(), String> {
     let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut command = Command::new(binary);
+    // Its own process group: a Ctrl-C at the terminal (or a service manager signalling the
+    // group) reaches the supervisor only, which then stops each worker once, gracefully.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .args(std::env::args_os().skip(1))
         .env(WORKER_ENV, worker.index.to_string())

@@ -489,3 +489,27 @@ fn uid_channels_spread_over_two_redis_servers_and_one_failing_spares_the_others(
         "broadcasts ride on the first server"
     );
 }
+
+#[test]
+fn surveyed_api_requests_are_answered_in_order_even_pipelined_or_half_closed() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let _bob = RawClient::login(two.addr, "bob");
+    let send = |uid: &str| {
+        format!("POST /send/{uid} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi")
+    };
+    // Two surveyed requests and a plain one, pipelined, then the client's FIN.
+    let mut api = Http::connect(one.api.unwrap());
+    api.send(format!(
+        "{}{}GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        send("bob"),
+        send("nobody")
+    ));
+    api.finish_sending();
+    let first = api.read_response().json();
+    assert_eq!(first["connections"], 1);
+    assert_eq!(first["nodes"], 1);
+    let second = api.read_response().json();
+    assert_eq!(second["connections"], 0);
+    assert_eq!(api.read_response().json()["status"], "ok");
+}

@@ -198,7 +198,9 @@ impl<T: Transport> Api<T> {
         let mut reads = 0;
         let alive = loop {
             conn.answer(cx, &self.config, draining);
-            if conn.pending() > OUTPUT_HIGH_WATER || !conn.readable {
+            // A response waiting for the cluster holds back everything behind it: nothing more
+            // is read until it is answered (pipelining cannot grow memory meanwhile).
+            if conn.pending() > OUTPUT_HIGH_WATER || !conn.readable || conn.waiting.is_some() {
                 break true;
             }
             if reads == READS_PER_TURN {
@@ -210,7 +212,7 @@ impl<T: Transport> Api<T> {
                     // Requests that arrived with the FIN are still answered (in `flush`).
                     conn.readable = false;
                     conn.peer_done = true;
-                    break conn.pending() > 0;
+                    break conn.pending() > 0 || conn.waiting.is_some();
                 }
                 Ok(n) => {
                     // A request's deadline runs from its first byte: trickling bytes does not
@@ -236,7 +238,7 @@ impl<T: Transport> Api<T> {
             return;
         }
         let conn = &self.conns[key];
-        if conn.readable && conn.pending() <= OUTPUT_HIGH_WATER {
+        if conn.readable && conn.pending() <= OUTPUT_HIGH_WATER && conn.waiting.is_none() {
             self.mark_ready(key);
         }
         self.mark_dirty(key);
@@ -283,7 +285,9 @@ impl<T: Transport> Api<T> {
         let timeout = self.config.timeout;
         let (mut expired, mut answered) = (Vec::new(), Vec::new());
         for (key, conn) in &mut self.conns {
-            let waiting_for_a_request = conn.input.is_empty() || conn.write_shut || conn.closing;
+            let waiting_for_a_request = (conn.input.is_empty() && conn.waiting.is_none())
+                || conn.write_shut
+                || conn.closing;
             let since = if waiting_for_a_request {
                 conn.since
             } else {
@@ -340,7 +344,11 @@ impl<T: Transport> Api<T> {
             .conns
             .iter()
             .filter(|(_, conn)| {
-                conn.input.is_empty() && conn.pending() == 0 && !conn.readable && !conn.in_ready
+                conn.input.is_empty()
+                    && conn.pending() == 0
+                    && !conn.readable
+                    && !conn.in_ready
+                    && conn.waiting.is_none()
             })
             .map(|(key, _)| key)
             .collect();
@@ -353,7 +361,9 @@ impl<T: Transport> Api<T> {
     /// waiting for its turn (a connection whose write side is shut only waits for the client).
     fn is_idle(&self) -> bool {
         self.conns.iter().all(|(_, conn)| {
-            conn.pending() == 0 && (conn.write_shut || (conn.input.is_empty() && !conn.in_ready))
+            conn.pending() == 0
+                && conn.waiting.is_none()
+                && (conn.write_shut || (conn.input.is_empty() && !conn.in_ready))
         })
     }
 }
@@ -604,7 +614,7 @@ impl<T: Transport> ApiConn<T> {
             }
             // The client is gone: done once nothing it sent is left to answer (an incomplete
             // request is answered 408 by the sweep, which empties the input).
-            if self.peer_done && self.input.is_empty() {
+            if self.peer_done && self.input.is_empty() && self.waiting.is_none() {
                 return Written::Done;
             }
             if self.closing && !self.write_shut {

@@ -117,6 +117,11 @@ impl Link {
         }
     }
 
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.output.len() - self.written
+    }
+
     /// Queues a command; it leaves at the next `flush`.
     pub(crate) fn queue(&mut self, args: &[&[u8]]) {
         resp::command(&mut self.output, args);

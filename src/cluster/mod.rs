@@ -32,7 +32,9 @@ use mio::event::Event;
 use self::envelope::Kind;
 use self::link::{Link, Phase};
 use self::resp::Frame;
-use self::shard::{shard_of, Pending, Shard, BACKOFF_MAX, BACKOFF_MIN};
+use self::shard::{
+    shard_of, Pending, Shard, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, MAX_QUEUED,
+};
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
 use crate::hub::bus::{Notify, Target, What, SURVEY_TIMEOUT};
 use crate::hub::stats::ClusterStats;
@@ -53,6 +55,16 @@ const HOLD_MAX: Duration = Duration::from_secs(2);
 const COMMANDS: usize = 0;
 const SUBSCRIPTION: usize = 1;
 
+/// This node's subscription to one uid's channel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Subscription {
+    /// When it ends, if the uid's last local connection has closed.
+    linger: Option<Duration>,
+    /// Redis confirmed it on the current subscription link, so Redis counts this node among
+    /// the channel's subscribers.
+    at_redis: bool,
+}
+
 /// This node in the cluster.
 pub(crate) struct Cluster {
     config: ClusterConfig,
@@ -61,7 +73,7 @@ pub(crate) struct Cluster {
     /// The servers' names, in order, for `shard_of`.
     names: Vec<String>,
     /// Uids this node is subscribed to (or asked to be): every local uid, plus lingering ones.
-    subscribed: HashMap<Rc<str>, Option<Duration>>,
+    subscribed: HashMap<Rc<str>, Subscription>,
     /// The earliest linger that may end.
     next_linger: Option<Duration>,
     /// Uids whose SUBSCRIBE is not confirmed yet, with when it was asked for: their new
@@ -161,6 +173,22 @@ impl Cluster {
     /// whose oldest reply is that late is reconnected too.
     fn probe(&mut self, registry: &mio::Registry, now: Duration) {
         let interval = self.config.probe_interval;
+        for slot in 0..2 * self.shards.len() {
+            let ready = self.shards[slot / 2].ready;
+            let attached = self.link(slot);
+            let late = match attached.link.phase() {
+                Phase::Connecting => now.saturating_sub(attached.since) >= CONNECT_TIMEOUT,
+                // A subscription Redis never confirms is as broken as a silent one.
+                Phase::Up if slot % 2 == SUBSCRIPTION => {
+                    !ready && now.saturating_sub(attached.since) >= interval
+                }
+                _ => false,
+            };
+            if late {
+                let error = io::Error::new(io::ErrorKind::TimedOut, "no progress in time");
+                self.fail(slot, &error, registry, now);
+            }
+        }
         for index in 0..self.shards.len() {
             let shard = &self.shards[index];
             let late_reply = shard
@@ -221,14 +249,10 @@ impl Cluster {
         for uid in online {
             match self.subscribed.get_mut(&uid) {
                 // Still subscribed from an earlier connection: the linger ends.
-                Some(linger) => {
-                    *linger = None;
-                    if !self.awaiting.contains_key(&uid) {
-                        self.confirmed.insert(uid);
-                    }
-                }
+                Some(subscription) => subscription.linger = None,
                 None => {
-                    self.subscribed.insert(Rc::clone(&uid), None);
+                    self.subscribed
+                        .insert(Rc::clone(&uid), Subscription::default());
                     let shard = self.shard_of(&uid);
                     if self.shards[shard].subscription_up() {
                         self.awaiting.insert(Rc::clone(&uid), now);
@@ -242,8 +266,8 @@ impl Cluster {
         }
         let until = now + self.config.linger;
         for uid in offline {
-            if let Some(linger) = self.subscribed.get_mut(&uid) {
-                *linger = Some(until);
+            if let Some(subscription) = self.subscribed.get_mut(&uid) {
+                subscription.linger = Some(until);
                 self.next_linger = Some(self.next_linger.map_or(until, |next| next.min(until)));
             }
         }
@@ -253,11 +277,12 @@ impl Cluster {
                 Target::Uid(uid) => (
                     self.shard_of(uid),
                     self.uid_channel(uid),
-                    self.subscribed.contains_key(uid),
+                    self.subscribed.get(uid).is_some_and(|sub| sub.at_redis),
                 ),
                 Target::All => (0, self.all_channel(), false),
             };
-            if !self.shards[index].commands_up() {
+            let shard = &self.shards[index];
+            if !shard.commands_up() || shard.commands.link.pending() > MAX_QUEUED {
                 self.stats.lost += 1;
                 // Nobody else can be asked: what this node knows is the answer.
                 if let Some(notify) = publication.notify {
@@ -309,12 +334,12 @@ impl Cluster {
         }
         let mut next = None;
         let mut ended = Vec::new();
-        for (uid, linger) in &mut self.subscribed {
-            match *linger {
+        for (uid, subscription) in &mut self.subscribed {
+            match subscription.linger {
                 Some(until) if until <= now && !hub.holds_uid(uid) => {
                     ended.push(Rc::clone(uid));
                 }
-                Some(until) if until <= now => *linger = None,
+                Some(until) if until <= now => subscription.linger = None,
                 Some(until) => next = Some(next.map_or(until, |n: Duration| n.min(until))),
                 None => {}
             }
@@ -349,9 +374,10 @@ impl Cluster {
             let shard = &mut self.shards[index];
             shard.to_subscribe.clear();
             shard.to_unsubscribe.clear();
+            // Unsubscriptions first: a uid in both lists ends up subscribed.
             for (command, channels) in [
-                (&b"SUBSCRIBE"[..], subscribe),
-                (b"UNSUBSCRIBE", unsubscribe),
+                (&b"UNSUBSCRIBE"[..], unsubscribe),
+                (b"SUBSCRIBE", subscribe),
             ] {
                 for batch in channels.chunks(CHANNELS_PER_COMMAND) {
                     let mut args: Vec<&[u8]> = vec![command];
@@ -441,19 +467,25 @@ impl Cluster {
         };
         let reached = match reply {
             Frame::Integer(nodes) => *nodes,
-            Frame::Error(message) => {
-                warn!("cluster: Redis refused a command: {message}");
-                0
+            other => {
+                // No count: nothing can be concluded (not "offline", not complete).
+                warn!("cluster: Redis did not count a PUBLISH's receivers: {other:?}");
+                if let Some(notify) = pending.notify {
+                    self.unanswered.push(notify);
+                }
+                if let (Some(id), Some(bus)) = (pending.survey, hub.bus.as_mut()) {
+                    bus.finish(id, true);
+                }
+                return;
             }
-            _ => 0,
         };
         // The other nodes that hold the uid (this one may count among the subscribers).
-        let others = u64::try_from(reached - i64::from(pending.counted)).unwrap_or(0);
+        let others = u64::try_from(reached.saturating_sub(i64::from(pending.counted))).unwrap_or(0);
         if let Some(notify) = pending.notify.filter(|_| others == 0) {
             hub.send(notify.conn, Message::Text(&notify.notice), now);
         }
         if let (Some(id), Some(bus)) = (pending.survey, hub.bus.as_mut()) {
-            if let Some(survey) = bus.surveys.get_mut(&id) {
+            if let Some(survey) = bus.surveys.get_mut(&id).filter(|survey| !survey.done) {
                 survey.expected = Some(others);
                 if survey.answered >= others {
                     bus.finish(id, false);
@@ -484,7 +516,7 @@ impl Cluster {
         let Some(bus) = hub.bus.as_mut() else {
             return;
         };
-        let Some(entry) = bus.surveys.get_mut(&survey) else {
+        let Some(entry) = bus.surveys.get_mut(&survey).filter(|entry| !entry.done) else {
             // Too late: it was answered as partial already.
             return;
         };
@@ -541,8 +573,13 @@ impl Cluster {
                 }
                 return;
             }
-            let uid = self.uid_of_channel(channel);
-            if let Some((uid, _)) = uid.and_then(|uid| self.awaiting.remove_entry(uid)) {
+            let Some(uid) = self.uid_of_channel(channel) else {
+                return;
+            };
+            if let Some(subscription) = self.subscribed.get_mut(uid) {
+                subscription.at_redis = true;
+            }
+            if let Some((uid, _)) = self.awaiting.remove_entry(uid) {
                 self.confirmed.insert(uid);
             }
             return;
@@ -565,7 +602,8 @@ impl Cluster {
             return;
         }
         if envelope.kind == Kind::Answer {
-            if let Some(survey) = envelope.survey {
+            // Only answers to this node's own surveys, on its own channel.
+            if let Some(survey) = envelope.survey.filter(|_| channel == self.node_channel()) {
                 self.on_answer(hub, survey, envelope.body);
             }
             return;
@@ -689,8 +727,14 @@ impl Cluster {
             let shard = &mut self.shards[index];
             shard.ready = false;
             shard.probe_sent = None;
-            // Nobody waits for a subscription that will only be made after the reconnect.
+            // Redis dropped this link's subscriptions with it.
             let names = &self.names;
+            for (uid, subscription) in &mut self.subscribed {
+                if shard_of(names, uid) == index {
+                    subscription.at_redis = false;
+                }
+            }
+            // Nobody waits for a subscription that will only be made after the reconnect.
             let given_up: Vec<Rc<str>> = self
                 .awaiting
                 .keys()
@@ -719,6 +763,7 @@ impl Cluster {
             if attached.link.phase() != Phase::Down || attached.retry_at > now {
                 continue;
             }
+            attached.since = now;
             if let Err(error) = attached.link.connect(registry) {
                 self.fail(slot, &error, registry, now);
             }
@@ -736,6 +781,7 @@ impl Cluster {
         }
         let attached = self.link(slot);
         attached.backoff = BACKOFF_MIN;
+        attached.since = now;
         if let Some(password) = &password {
             match &user {
                 Some(user) => attached
@@ -819,6 +865,13 @@ impl<H: Handler> Endpoint<H> for Cluster {
 
     fn flush(&mut self, cx: &mut Cx<'_, H>) {
         self.take_outbound(cx.hub, cx.now);
+        // Logins held by the hub whose uid waits for nothing (a second tab of a subscribed
+        // uid, a uid still lingering, Redis unreachable) go now; the others wait for their
+        // confirmation. Only after `take_outbound`, which learns of this turn's logins.
+        if cx.hub.has_held() {
+            let awaiting = &self.awaiting;
+            cx.hub.release_held_unless(|uid| awaiting.contains_key(uid));
+        }
         self.queue_subscriptions();
         self.write_links(cx.registry, cx.now);
         // Held connections released now are written in the next iteration's flush.
@@ -835,9 +888,14 @@ impl<H: Handler> Endpoint<H> for Cluster {
         ];
         for shard in &self.shards {
             for attached in [&shard.commands, &shard.subscription] {
-                if attached.link.phase() == Phase::Down {
-                    deadlines.push(Some(attached.retry_at));
+                match attached.link.phase() {
+                    Phase::Down => deadlines.push(Some(attached.retry_at)),
+                    Phase::Connecting => deadlines.push(Some(attached.since + CONNECT_TIMEOUT)),
+                    Phase::Up => {}
                 }
+            }
+            if shard.subscription_up() && !shard.ready {
+                deadlines.push(Some(shard.subscription.since + interval));
             }
             // Probes and late replies are looked at only while the command link is up
             // (`probe` does nothing otherwise, so a deadline then would spin the loop).

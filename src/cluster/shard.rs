@@ -17,6 +17,13 @@ use crate::hub::bus::Notify;
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Longest a connect may take before it counts as failed.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most bytes queued on a command link (Redis is not keeping up beyond it): publications past
+/// it are counted as lost instead.
+pub(crate) const MAX_QUEUED: usize = 64 << 20;
+
 /// A command on the command link whose reply is still to come.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -47,6 +54,9 @@ pub(crate) struct Attached {
     /// When to try connecting again (while down).
     pub(crate) retry_at: Duration,
     pub(crate) backoff: Duration,
+    /// When it started connecting, or came up: a connect, and a subscription's confirmation,
+    /// are given a deadline from here.
+    pub(crate) since: Duration,
 }
 
 impl Attached {
@@ -55,6 +65,7 @@ impl Attached {
             link,
             retry_at: Duration::ZERO,
             backoff: BACKOFF_MIN,
+            since: Duration::ZERO,
         }
     }
 }

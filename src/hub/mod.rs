@@ -187,6 +187,28 @@ impl<T> Hub<T> {
         self.queued_total + self.conns.len() * crate::memory::CONN_ESTIMATE
     }
 
+    /// Whether any connection's output is held for the cluster.
+    pub(crate) fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Lets the held output of every uid for which `waits` is false go.
+    pub(crate) fn release_held_unless(&mut self, waits: impl Fn(&str) -> bool) {
+        let mut released = Vec::new();
+        self.held.retain(|&key, uid| {
+            let keep = waits(uid);
+            if !keep {
+                released.push(key);
+            }
+            keep
+        });
+        for key in released {
+            if self.conns.contains(key) && !self.conns[key].outbox.is_empty() {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
     /// Whether `key`'s output waits for its uid's subscription (see `held`).
     pub(crate) fn is_held(&self, key: usize) -> bool {
         !self.held.is_empty() && self.held.contains_key(&key)
@@ -597,8 +619,12 @@ impl<T> Hub<T> {
         self.unbind_uid(id, now);
         let first_here = self.registry.conns(uid).is_empty();
         let name = self.registry.bind(uid, id);
-        if let (true, Some(bus)) = (first_here, &mut self.bus) {
-            bus.online.push(Rc::clone(&name));
+        if let Some(bus) = &mut self.bus {
+            // Every login waits for the cluster, which releases it at once unless the uid's
+            // subscription is still on its way (a second tab must not overtake the first).
+            if first_here {
+                bus.online.push(Rc::clone(&name));
+            }
             self.held.insert(key, Rc::clone(&name));
         }
         self.groups.came_online(uid);
