@@ -20,7 +20,8 @@ mod link;
 pub mod resp;
 mod shard;
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -74,8 +75,9 @@ pub(crate) struct Cluster {
     names: Vec<String>,
     /// Uids this node is subscribed to (or asked to be): every local uid, plus lingering ones.
     subscribed: HashMap<Rc<str>, Subscription>,
-    /// The earliest linger that may end.
-    next_linger: Option<Duration>,
+    /// Lingers in the order they end (an entry whose uid came back, or lingers until later,
+    /// is skipped when it comes up): ending them costs no pass over every subscription.
+    lingers: BinaryHeap<Reverse<(Duration, Rc<str>)>>,
     /// Uids whose SUBSCRIBE is not confirmed yet, with when it was asked for: their new
     /// connections' output is held by the hub meanwhile.
     awaiting: HashMap<Rc<str>, Duration>,
@@ -120,7 +122,7 @@ impl Cluster {
             shards,
             names,
             subscribed: HashMap::new(),
-            next_linger: None,
+            lingers: BinaryHeap::new(),
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
             unanswered: Vec::new(),
@@ -268,7 +270,7 @@ impl Cluster {
         for uid in offline {
             if let Some(subscription) = self.subscribed.get_mut(&uid) {
                 subscription.linger = Some(until);
-                self.next_linger = Some(self.next_linger.map_or(until, |next| next.min(until)));
+                self.lingers.push(Reverse((until, uid)));
             }
         }
         let mut payload = Vec::new();
@@ -329,27 +331,28 @@ impl Cluster {
 
     /// Unsubscribes uids whose linger ended without a new local connection.
     fn end_lingers<T>(&mut self, hub: &Hub<T>, now: Duration) {
-        if self.next_linger.is_none_or_later(now) {
-            return;
-        }
-        let mut next = None;
-        let mut ended = Vec::new();
-        for (uid, subscription) in &mut self.subscribed {
-            match subscription.linger {
-                Some(until) if until <= now && !hub.holds_uid(uid) => {
-                    ended.push(Rc::clone(uid));
-                }
-                Some(until) if until <= now => subscription.linger = None,
-                Some(until) => next = Some(next.map_or(until, |n: Duration| n.min(until))),
-                None => {}
+        while let Some(Reverse((until, _))) = self.lingers.peek() {
+            if *until > now {
+                break;
             }
-        }
-        for uid in ended {
+            let Some(Reverse((until, uid))) = self.lingers.pop() else {
+                break;
+            };
+            let Some(subscription) = self.subscribed.get_mut(&uid) else {
+                continue;
+            };
+            // Only the linger this entry was pushed for (the uid may have come back since).
+            if subscription.linger != Some(until) {
+                continue;
+            }
+            if hub.holds_uid(&uid) {
+                subscription.linger = None;
+                continue;
+            }
             self.subscribed.remove(&uid);
             let shard = self.shard_of(&uid);
             self.shards[shard].to_unsubscribe.push(uid);
         }
-        self.next_linger = next;
     }
 
     /// Queues each server's pending (un)subscriptions on its subscription link, in batches.
@@ -523,6 +526,10 @@ impl Cluster {
         entry.answered += 1;
         entry.connections += connections;
         entry.dropped += dropped;
+        if connections + dropped == 0 {
+            // A node that only lingers on the uid's channel: it holds none of its connections.
+            entry.empty += 1;
+        }
         if entry
             .expected
             .is_some_and(|expected| entry.answered >= expected)
@@ -811,17 +818,6 @@ impl Cluster {
     }
 }
 
-/// Deadlines before `now` count as due.
-trait DueBy {
-    fn is_none_or_later(&self, now: Duration) -> bool;
-}
-
-impl DueBy for Option<Duration> {
-    fn is_none_or_later(&self, now: Duration) -> bool {
-        self.map_or(true, |at| at > now)
-    }
-}
-
 /// A node id that is unlikely to repeat: the process id and the time, hashed with the
 /// standard library's random keys.
 fn random_id() -> u64 {
@@ -882,7 +878,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
     fn next_deadline(&self) -> Option<Duration> {
         let interval = self.config.probe_interval;
         let mut deadlines = vec![
-            self.next_linger,
+            self.lingers.peek().map(|Reverse((until, _))| *until),
             self.awaiting.values().min().map(|&since| since + HOLD_MAX),
             self.next_survey_deadline,
         ];

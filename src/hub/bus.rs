@@ -61,6 +61,8 @@ pub(crate) struct Survey {
     pub(crate) expected: Option<u64>,
     /// Nodes that answered.
     pub(crate) answered: u64,
+    /// Of those, nodes that hold none of the uid's connections (they linger on its channel).
+    pub(crate) empty: u64,
     /// Connections reached (or counted, or closed) on every node, this one included.
     pub(crate) connections: u64,
     /// Connections that dropped the message (queue full).
@@ -73,9 +75,14 @@ pub(crate) struct Survey {
 }
 
 impl Survey {
-    /// The nodes that hold the uid, as far as is known.
+    /// The nodes that hold the uid, as far as is known: this one if it does, and every other
+    /// node on the uid's channel except those that answered they hold none of it.
     pub(crate) fn nodes(&self) -> u64 {
-        self.expected.unwrap_or(self.answered) + u64::from(self.here)
+        let others = self
+            .expected
+            .unwrap_or(self.answered)
+            .saturating_sub(self.empty);
+        others + u64::from(self.here)
     }
 }
 
@@ -148,6 +155,7 @@ impl Outbound {
                 started: now,
                 expected: None,
                 answered: 0,
+                empty: 0,
                 connections: here,
                 dropped,
                 here: here + dropped > 0,
