@@ -16,6 +16,10 @@ use super::resp::{self, Frame};
 /// Most bytes of incomplete input kept; a reply larger than this is a broken link.
 const MAX_INPUT: usize = 64 << 20;
 
+/// Reads per link per loop iteration: a busy bus cannot keep the loop from everything else
+/// (what is left is read in the next iteration).
+const READS_PER_TURN: usize = 8;
+
 /// Largest buffer kept once empty; a larger one is freed.
 const KEEP_BUFFER: usize = 64 << 10;
 
@@ -122,6 +126,11 @@ impl Link {
         self.output.len() - self.written
     }
 
+    /// Input may be waiting: the link is up and was not read to `WouldBlock`.
+    pub(crate) fn has_input(&self) -> bool {
+        self.readable && self.phase == Phase::Up
+    }
+
     /// Queues a command; it leaves at the next `flush`.
     pub(crate) fn queue(&mut self, args: &[&[u8]]) {
         resp::command(&mut self.output, args);
@@ -165,7 +174,9 @@ impl Link {
         let Some(stream) = &mut self.stream else {
             return Ok(());
         };
-        while self.readable && self.phase == Phase::Up {
+        let mut reads = 0;
+        while self.readable && self.phase == Phase::Up && reads < READS_PER_TURN {
+            reads += 1;
             match stream.read(scratch) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.input.extend_from_slice(&scratch[..n]),

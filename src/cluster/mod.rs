@@ -907,7 +907,12 @@ impl<H: Handler> Endpoint<H> for Cluster {
 
     fn has_work(&self, hub: &Hub<Socket>) -> bool {
         // Output left after a flush waits for writability, which the poller reports.
-        hub.bus.as_ref().is_some_and(|bus| !bus.is_empty()) || !self.confirmed.is_empty()
+        hub.bus.as_ref().is_some_and(|bus| !bus.is_empty())
+            || !self.confirmed.is_empty()
+            || self
+                .shards
+                .iter()
+                .any(|shard| shard.subscription.link.has_input() || shard.commands.link.has_input())
     }
 
     fn begin_drain(&mut self, _cx: &mut Cx<'_, H>) {}
