@@ -4,7 +4,8 @@
 //! usage: idle_clients ADDR CONNS SERVER_PID [HOLD_SECONDS]
 //! e.g.   cargo run --release --example idle_clients -- 127.0.0.1:1234 10000 "$(pgrep -n wspush)"
 //!
-//! Uids are `u0` … `u<CONNS-1>`. With HOLD_SECONDS, the connections stay open that long after
+//! Uids are `u0` … `u<CONNS-1>`, after the prefix in `IDLE_UID_PREFIX` if set (so that
+//! several of these processes log in distinct uids). With HOLD_SECONDS, the connections stay open that long after
 //! the report (as receivers for a push load test).
 
 use std::io::{Read, Write};
@@ -19,6 +20,7 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n
 const BATCH: usize = 500;
 
 fn main() {
+    let prefix = std::env::var("IDLE_UID_PREFIX").unwrap_or_default();
     let args: Vec<String> = std::env::args().collect();
     let (addr, conns, pid, hold) = match args.as_slice() {
         [_, addr, conns, pid] => (addr, conns, pid, 0),
@@ -41,13 +43,13 @@ fn main() {
                     .unwrap();
                 stream.write_all(REQUEST).unwrap();
                 stream
-                    .write_all(&masked_text(format!("u{i}").as_bytes()))
+                    .write_all(&masked_text(format!("{prefix}u{i}").as_bytes()))
                     .unwrap();
                 (i, stream)
             })
             .collect();
         for (i, mut stream) in batch {
-            let expected = format!("login success, your uid is u{i}");
+            let expected = format!("login success, your uid is {prefix}u{i}");
             read_until_contains(&mut stream, expected.as_bytes());
             held.push(stream);
         }
