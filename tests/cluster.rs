@@ -513,3 +513,94 @@ fn surveyed_api_requests_are_answered_in_order_even_pipelined_or_half_closed() {
     assert_eq!(second["connections"], 0);
     assert_eq!(api.read_response().json()["status"], "ok");
 }
+
+#[test]
+fn groups_hold_on_every_node_and_survive_a_node_restart() {
+    let redis = RedisServer::start();
+    let one = node(&redis);
+    let mut two = node(&redis);
+    let api = one.api.unwrap();
+    let request = |method: &str, path: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut bob = RawClient::login(two.addr, "bob");
+    // Memberships set through node one, for a uid on each node.
+    for uid in ["alice", "bob"] {
+        api_json(
+            api,
+            &request("PUT", &format!("/groups/team/members/{uid}"), ""),
+        );
+    }
+    // Node two hears of bob's membership through bob's channel, then follows the group.
+    let deadline = Instant::now() + WAIT;
+    while !redis
+        .command(&["PUBSUB", "NUMSUB", "wspush:g:team"])
+        .unwrap()
+        .trim_end()
+        .ends_with(":2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node two never followed the group"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    api_json(api, &request("POST", "/groups/team/send", "to the team"));
+    assert_eq!(next_text(&mut alice), "to the team");
+    assert_eq!(next_text(&mut bob), "to the team");
+    api_json(
+        api,
+        &request("POST", "/groups/team/send?exclude=alice", "not alice"),
+    );
+    assert_eq!(next_text(&mut bob), "not alice");
+
+    // Node two restarts: its memory of groups is gone, Redis's is not.
+    drop(bob);
+    two.child.kill().unwrap();
+    two.child.wait().unwrap();
+    let two = node(&redis);
+    let mut bob = RawClient::login(two.addr, "bob");
+    let deadline = Instant::now() + WAIT;
+    while !redis
+        .command(&["PUBSUB", "NUMSUB", "wspush:g:team"])
+        .unwrap()
+        .trim_end()
+        .ends_with(":2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "bob's groups were not loaded from Redis"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    alice.send_text("bob:ping");
+    assert_eq!(next_text(&mut bob), "ping");
+    api_json(
+        api,
+        &request("POST", "/groups/team/send", "after the restart"),
+    );
+    assert_eq!(next_text(&mut alice), "after the restart");
+    assert_eq!(next_text(&mut bob), "after the restart");
+
+    // Deleted on node one: gone on every node and in Redis.
+    api_json(api, &request("DELETE", "/groups/team", ""));
+    assert_eq!(
+        redis.command(&["EXISTS", "wspush:gm:team"]).unwrap(),
+        ":0\r\n"
+    );
+    assert_eq!(
+        redis.command(&["SCARD", "wspush:ug:bob"]).unwrap(),
+        ":0\r\n"
+    );
+    api_json(api, &request("POST", "/groups/team/send", "nobody"));
+    alice.send_text("bob:after the delete");
+    assert_eq!(
+        next_text(&mut bob),
+        "after the delete",
+        "no group message before it"
+    );
+}

@@ -19,6 +19,10 @@
 //! | `5`–`7` | kinds 1–3 with a survey: a big-endian `u64` survey id, then their body | `<prefix>:u:<uid>` |
 //! | `8` | how many connections has the uid: a survey id | `<prefix>:u:<uid>` |
 //! | `9` | a survey's answer: its id, then connections and dropped (big-endian `u32` each) | `<prefix>:n:<origin>` |
+//! | `10` | the uid joined a group: the group's name | `<prefix>:u:<uid>` |
+//! | `11` | the uid left a group: the group's name | `<prefix>:u:<uid>` |
+//! | `12` | the group was deleted (empty) | `<prefix>:g:<group>` |
+//! | `13` | a message for the group's members: the excluded uids (a big-endian `u16` count, then each as a `u16` length and its bytes), then `1` (text) or `2` (binary), then the message | `<prefix>:g:<group>` |
 //!
 //! A node answers a survey on the origin's channel, `<prefix>:n:<origin as 16 hex digits>`.
 //! Owns encoding and decoding only; it must never trust its input: anything malformed is an
@@ -45,6 +49,14 @@ pub enum Kind {
     Presence,
     /// A node's answer to a survey: connections and dropped.
     Answer,
+    /// The channel's uid joined the group named in the body.
+    Join,
+    /// The channel's uid left the group named in the body.
+    Leave,
+    /// The channel's group was deleted.
+    DeleteGroup,
+    /// A message for the channel's group (see `group_message_body`).
+    GroupMessage,
 }
 
 /// A decoded envelope, borrowing its body.
@@ -84,6 +96,10 @@ fn kind_byte(kind: Kind, surveyed: bool) -> u8 {
         (Kind::Close, true) => 7,
         (Kind::Presence, _) => 8,
         (Kind::Answer, _) => 9,
+        (Kind::Join, _) => 10,
+        (Kind::Leave, _) => 11,
+        (Kind::DeleteGroup, _) => 12,
+        (Kind::GroupMessage, _) => 13,
     }
 }
 
@@ -94,7 +110,11 @@ pub fn encode(out: &mut Vec<u8>, origin: u64, kind: Kind, survey: Option<u64>, b
     out.push(VERSION);
     out.push(kind_byte(kind, survey.is_some()));
     out.extend_from_slice(&origin.to_be_bytes());
-    if kind != Kind::Probe {
+    let surveyed = matches!(
+        kind,
+        Kind::Text | Kind::Binary | Kind::Close | Kind::Presence | Kind::Answer
+    );
+    if surveyed {
         if let Some(id) = survey {
             out.extend_from_slice(&id.to_be_bytes());
         }
@@ -139,6 +159,50 @@ pub fn read_close(body: &[u8]) -> Result<(u16, &str), BadEnvelope> {
     Ok((u16::from_be_bytes(*code), reason))
 }
 
+/// The body of a group message: the excluded uids, whether it is text, the message.
+pub fn group_message_body(exclude: &[String], text: bool, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(3 + payload.len());
+    let count = u16::try_from(exclude.len()).unwrap_or(u16::MAX);
+    body.extend_from_slice(&count.to_be_bytes());
+    for uid in exclude.iter().take(usize::from(count)) {
+        // Uids are at most 128 bytes (`MAX_UID_LEN`).
+        let len = u16::try_from(uid.len()).unwrap_or(u16::MAX);
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(&uid.as_bytes()[..usize::from(len)]);
+    }
+    body.push(if text { 1 } else { 2 });
+    body.extend_from_slice(payload);
+    body
+}
+
+/// Reads a group message's body: the excluded uids, whether it is text, the message (text
+/// checked to be UTF-8).
+pub fn read_group_message(body: &[u8]) -> Result<(Vec<&str>, bool, &[u8]), BadEnvelope> {
+    let (count, mut rest) = body
+        .split_first_chunk::<2>()
+        .ok_or(BadEnvelope::Truncated)?;
+    let mut exclude = Vec::new();
+    for _ in 0..u16::from_be_bytes(*count) {
+        let (len, after) = rest
+            .split_first_chunk::<2>()
+            .ok_or(BadEnvelope::Truncated)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let uid = after.get(..len).ok_or(BadEnvelope::Truncated)?;
+        exclude.push(std::str::from_utf8(uid).map_err(|_| BadEnvelope::NotUtf8)?);
+        rest = &after[len..];
+    }
+    let (kind, payload) = rest.split_first().ok_or(BadEnvelope::Truncated)?;
+    let text = match kind {
+        1 => true,
+        2 => false,
+        other => return Err(BadEnvelope::Kind(*other)),
+    };
+    if text && std::str::from_utf8(payload).is_err() {
+        return Err(BadEnvelope::NotUtf8);
+    }
+    Ok((exclude, text, payload))
+}
+
 /// Reads an envelope.
 pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, BadEnvelope> {
     let [version, kind, rest @ ..] = bytes else {
@@ -160,6 +224,10 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, BadEnvelope> {
         7 => (Kind::Close, true),
         8 => (Kind::Presence, true),
         9 => (Kind::Answer, true),
+        10 => (Kind::Join, false),
+        11 => (Kind::Leave, false),
+        12 => (Kind::DeleteGroup, false),
+        13 => (Kind::GroupMessage, false),
         other => return Err(BadEnvelope::Kind(other)),
     };
     let (survey, body) = if surveyed {
@@ -226,6 +294,22 @@ mod tests {
     }
 
     #[test]
+    fn group_messages_round_trip_and_malformed_ones_are_errors() {
+        let exclude = vec!["alice".to_owned(), "bob".to_owned()];
+        let body = group_message_body(&exclude, true, b"hi");
+        assert_eq!(
+            read_group_message(&body),
+            Ok((vec!["alice", "bob"], true, &b"hi"[..]))
+        );
+        assert_eq!(read_group_message(&body[..5]), Err(BadEnvelope::Truncated));
+        assert_eq!(read_group_message(&[0, 0, 7]), Err(BadEnvelope::Kind(7)));
+        assert_eq!(
+            read_group_message(&[0, 0, 1, 0xff]),
+            Err(BadEnvelope::NotUtf8)
+        );
+    }
+
+    #[test]
     fn answers_and_closes_round_trip() {
         assert_eq!(read_answer(&answer_body(3, 1)), Ok((3, 1)));
         assert_eq!(read_close(&close_body(4000, "bye")), Ok((4000, "bye")));
@@ -235,14 +319,16 @@ mod tests {
         #[test]
         fn any_envelope_round_trips(
             origin: u64,
-            which in 0..6usize,
+            which in 0..10usize,
             survey: Option<u64>,
             body: Vec<u8>,
         ) {
             let kind = [Kind::Text, Kind::Binary, Kind::Close, Kind::Probe, Kind::Presence,
-                Kind::Answer][which];
+                Kind::Answer, Kind::Join, Kind::Leave, Kind::DeleteGroup,
+                Kind::GroupMessage][which];
             let survey = match kind {
-                Kind::Probe => None,
+                Kind::Probe | Kind::Join | Kind::Leave | Kind::DeleteGroup
+                | Kind::GroupMessage => None,
                 Kind::Presence | Kind::Answer => Some(survey.unwrap_or(7)),
                 _ => survey,
             };

@@ -37,7 +37,7 @@ use self::shard::{
     shard_of, Pending, Shard, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, MAX_QUEUED,
 };
 use crate::endpoint::{Cx, Endpoint, Slot, Tokens};
-use crate::hub::bus::{Notify, Target, What, SURVEY_TIMEOUT};
+use crate::hub::bus::{GroupChange, Notify, Target, What, SURVEY_TIMEOUT};
 use crate::hub::stats::ClusterStats;
 use crate::hub::{Hub, Recipients};
 use crate::net::Socket;
@@ -75,6 +75,8 @@ pub(crate) struct Cluster {
     names: Vec<String>,
     /// Uids this node is subscribed to (or asked to be): every local uid, plus lingering ones.
     subscribed: HashMap<Rc<str>, Subscription>,
+    /// Groups whose channel this node is subscribed to: those with a member bound here.
+    group_channels: HashSet<Rc<str>>,
     /// Lingers in the order they end (an entry whose uid came back, or lingers until later,
     /// is skipped when it comes up): ending them costs no pass over every subscription.
     lingers: BinaryHeap<Reverse<(Duration, Rc<str>)>>,
@@ -122,6 +124,7 @@ impl Cluster {
             shards,
             names,
             subscribed: HashMap::new(),
+            group_channels: HashSet::new(),
             lingers: BinaryHeap::new(),
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
@@ -158,6 +161,125 @@ impl Cluster {
 
     fn shard_of(&self, uid: &str) -> usize {
         shard_of(&self.names, uid)
+    }
+
+    fn group_channel(&self, group: &str) -> Vec<u8> {
+        format!("{}:g:{group}", self.config.prefix).into_bytes()
+    }
+
+    /// The server a group's channel lives on.
+    fn group_shard(&self, group: &str) -> usize {
+        shard_of(&self.names, &format!("g:{group}"))
+    }
+
+    /// Subscribes `group`'s channel, if this node is not already.
+    fn follow_group(&mut self, group: Rc<str>) {
+        if self.group_channels.insert(Rc::clone(&group)) {
+            let shard = self.group_shard(&group);
+            self.shards[shard].groups_to_subscribe.push(group);
+        }
+    }
+
+    /// Unsubscribes `group`'s channel when no member of it is bound here any more.
+    fn unfollow_group_unless_held<T>(&mut self, hub: &Hub<T>, group: &str) {
+        if !hub.holds_member_of(group) {
+            if let Some(group) = self.group_channels.take(group) {
+                let shard = self.group_shard(&group);
+                self.shards[shard].groups_to_unsubscribe.push(group);
+            }
+        }
+    }
+
+    /// Queues a command on the first server, whose reply only needs to be taken.
+    fn command(&mut self, args: &[&[u8]], now: Duration) {
+        let shard = &mut self.shards[0];
+        if shard.commands_up() {
+            shard.commands.link.queue(args);
+            shard.replies.push_back(Pending::plain(now));
+        }
+    }
+
+    /// Publishes a membership notice (`kind` with `body`) on `channel` of server `index`.
+    fn notice(&mut self, index: usize, channel: &[u8], kind: Kind, body: &[u8], now: Duration) {
+        let mut payload = Vec::new();
+        envelope::encode(&mut payload, self.node, kind, None, body);
+        let shard = &mut self.shards[index];
+        if shard.commands_up() {
+            shard.commands.link.queue(&[b"PUBLISH", channel, &payload]);
+            shard.replies.push_back(Pending::plain(now));
+        }
+    }
+
+    /// Memberships changed here: Redis keeps them (`<prefix>:gm:<group>` holds a group's
+    /// uids, `<prefix>:ug:<uid>` a uid's groups, both on the first server), the nodes that
+    /// hold the uid hear of them, and this node follows the group's channel while a member
+    /// is bound here.
+    fn apply_group_changes<T>(&mut self, hub: &Hub<T>, changes: Vec<GroupChange>, now: Duration) {
+        let prefix = self.config.prefix.clone();
+        for change in changes {
+            match change {
+                GroupChange::Join(uid, group) => {
+                    let (members, groups) =
+                        (format!("{prefix}:gm:{group}"), format!("{prefix}:ug:{uid}"));
+                    self.command(&[b"SADD", members.as_bytes(), uid.as_bytes()], now);
+                    self.command(&[b"SADD", groups.as_bytes(), group.as_bytes()], now);
+                    let channel = self.uid_channel(&uid);
+                    let shard = self.shard_of(&uid);
+                    self.notice(shard, &channel, Kind::Join, group.as_bytes(), now);
+                    if hub.holds_uid(&uid) {
+                        self.follow_group(group);
+                    }
+                }
+                GroupChange::Leave(uid, group) => {
+                    let (members, groups) =
+                        (format!("{prefix}:gm:{group}"), format!("{prefix}:ug:{uid}"));
+                    self.command(&[b"SREM", members.as_bytes(), uid.as_bytes()], now);
+                    self.command(&[b"SREM", groups.as_bytes(), group.as_bytes()], now);
+                    let channel = self.uid_channel(&uid);
+                    let shard = self.shard_of(&uid);
+                    self.notice(shard, &channel, Kind::Leave, group.as_bytes(), now);
+                    self.unfollow_group_unless_held(hub, &group);
+                }
+                GroupChange::Delete(group) => {
+                    // Every member's list of groups loses it, then the group goes.
+                    const DELETE: &[u8] = b"local members = redis.call('SMEMBERS', KEYS[1]) \
+                        for _, uid in ipairs(members) do \
+                        redis.call('SREM', ARGV[1] .. uid, ARGV[2]) end \
+                        redis.call('DEL', KEYS[1]) return #members";
+                    let members = format!("{prefix}:gm:{group}");
+                    let groups_of = format!("{prefix}:ug:");
+                    self.command(
+                        &[
+                            b"EVAL",
+                            DELETE,
+                            b"1",
+                            members.as_bytes(),
+                            groups_of.as_bytes(),
+                            group.as_bytes(),
+                        ],
+                        now,
+                    );
+                    let channel = self.group_channel(&group);
+                    let shard = self.group_shard(&group);
+                    self.notice(shard, &channel, Kind::DeleteGroup, b"", now);
+                    if let Some(group) = self.group_channels.take(&group) {
+                        self.shards[shard].groups_to_unsubscribe.push(group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A uid's first connection here: its groups come from Redis.
+    fn load_groups(&mut self, uid: Rc<str>, now: Duration) {
+        let key = format!("{}:ug:{uid}", self.config.prefix);
+        let shard = &mut self.shards[0];
+        if shard.commands_up() {
+            shard.commands.link.queue(&[b"SMEMBERS", key.as_bytes()]);
+            let mut pending = Pending::plain(now);
+            pending.load_groups = Some(uid);
+            shard.replies.push_back(pending);
+        }
     }
 
     fn link(&mut self, slot: usize) -> &mut shard::Attached {
@@ -248,6 +370,19 @@ impl Cluster {
         let publications = std::mem::take(&mut bus.publications);
         let online = std::mem::take(&mut bus.online);
         let offline = std::mem::take(&mut bus.offline);
+        let changes = std::mem::take(&mut bus.group_changes);
+        self.apply_group_changes(hub, changes, now);
+        for uid in &online {
+            self.load_groups(Rc::clone(uid), now);
+            for group in hub.groups_of_uid(uid) {
+                self.follow_group(group);
+            }
+        }
+        for uid in &offline {
+            for group in hub.groups_of_uid(uid) {
+                self.unfollow_group_unless_held(hub, &group);
+            }
+        }
         for uid in online {
             match self.subscribed.get_mut(&uid) {
                 // Still subscribed from an earlier connection: the linger ends.
@@ -282,6 +417,9 @@ impl Cluster {
                     self.subscribed.get(uid).is_some_and(|sub| sub.at_redis),
                 ),
                 Target::All => (0, self.all_channel(), false),
+                Target::Group(group, _) => {
+                    (self.group_shard(group), self.group_channel(group), false)
+                }
             };
             let shard = &self.shards[index];
             if !shard.commands_up() || shard.commands.link.pending() > MAX_QUEUED {
@@ -302,17 +440,22 @@ impl Cluster {
                 self.next_survey_deadline =
                     Some(self.next_survey_deadline.map_or(due, |d| d.min(due)));
             }
-            match &publication.what {
-                What::Text(text) => {
+            match (&publication.to, &publication.what) {
+                (Target::Group(_, exclude), What::Text(bytes) | What::Binary(bytes)) => {
+                    let text = matches!(publication.what, What::Text(_));
+                    let body = envelope::group_message_body(exclude, text, bytes);
+                    envelope::encode(&mut payload, self.node, Kind::GroupMessage, None, &body);
+                }
+                (_, What::Text(text)) => {
                     envelope::encode(&mut payload, self.node, Kind::Text, survey, text);
                 }
-                What::Binary(bytes) => {
+                (_, What::Binary(bytes)) => {
                     envelope::encode(&mut payload, self.node, Kind::Binary, survey, bytes);
                 }
-                What::Presence => {
+                (_, What::Presence) => {
                     envelope::encode(&mut payload, self.node, Kind::Presence, survey, b"");
                 }
-                What::Close(code, reason) => {
+                (_, What::Close(code, reason)) => {
                     let body = envelope::close_body(*code, reason);
                     envelope::encode(&mut payload, self.node, Kind::Close, survey, &body);
                 }
@@ -324,6 +467,7 @@ impl Cluster {
                 counted,
                 notify: publication.notify,
                 survey,
+                load_groups: None,
             });
             self.stats.published += 1;
         }
@@ -359,24 +503,31 @@ impl Cluster {
     fn queue_subscriptions(&mut self) {
         for index in 0..self.shards.len() {
             let ready_channel = self.ready_channel(index);
-            let uid_channels = |uids: &[Rc<str>]| -> Vec<Vec<u8>> {
-                uids.iter()
-                    .map(|uid| format!("{}:u:{uid}", self.config.prefix).into_bytes())
+            let channels = |kind: &str, names: &[Rc<str>]| -> Vec<Vec<u8>> {
+                names
+                    .iter()
+                    .map(|name| format!("{}:{kind}:{name}", self.config.prefix).into_bytes())
                     .collect()
             };
             let shard = &self.shards[index];
             if !shard.subscription_up() {
-                // All of `subscribed` is sent again when the link comes up.
+                // All of `subscribed` and `group_channels` is sent again when the link comes up.
                 let shard = &mut self.shards[index];
                 shard.to_subscribe.clear();
                 shard.to_unsubscribe.clear();
+                shard.groups_to_subscribe.clear();
+                shard.groups_to_unsubscribe.clear();
                 continue;
             }
-            let subscribe = uid_channels(&shard.to_subscribe);
-            let unsubscribe = uid_channels(&shard.to_unsubscribe);
+            let mut subscribe = channels("u", &shard.to_subscribe);
+            subscribe.extend(channels("g", &shard.groups_to_subscribe));
+            let mut unsubscribe = channels("u", &shard.to_unsubscribe);
+            unsubscribe.extend(channels("g", &shard.groups_to_unsubscribe));
             let shard = &mut self.shards[index];
             shard.to_subscribe.clear();
             shard.to_unsubscribe.clear();
+            shard.groups_to_subscribe.clear();
+            shard.groups_to_unsubscribe.clear();
             // Unsubscriptions first: a uid in both lists ends up subscribed.
             for (command, channels) in [
                 (&b"UNSUBSCRIBE"[..], unsubscribe),
@@ -406,8 +557,16 @@ impl Cluster {
             .filter(|uid| self.shard_of(uid) == index)
             .cloned()
             .collect();
+        let groups: Vec<Rc<str>> = self
+            .group_channels
+            .iter()
+            .filter(|group| self.group_shard(group) == index)
+            .cloned()
+            .collect();
         let own = self.node_channel();
         let shard = &mut self.shards[index];
+        shard.groups_to_unsubscribe.clear();
+        shard.groups_to_subscribe = groups;
         shard.ready_pending = true;
         if index == 0 {
             // The first server carries this node's survey answers too.
@@ -468,6 +627,26 @@ impl Cluster {
         let Some(pending) = self.shards[index].replies.pop_front() else {
             return;
         };
+        if let Some(uid) = pending.load_groups {
+            // A uid's groups, as Redis keeps them: joined here, and followed while it is here.
+            let Frame::Array(groups) = reply else {
+                warn!("cluster: Redis did not list the groups of {uid}: {reply:?}");
+                return;
+            };
+            for group in groups {
+                let Frame::BulkString(group) = group else {
+                    continue;
+                };
+                let Ok(group) = std::str::from_utf8(group) else {
+                    continue;
+                };
+                hub.join_group_here(&uid, group, now);
+                if hub.holds_uid(&uid) {
+                    self.follow_group(Rc::from(group));
+                }
+            }
+            return;
+        }
         let reached = match reply {
             Frame::Integer(nodes) => *nodes,
             other => {
@@ -626,6 +805,14 @@ impl Cluster {
             self.stats.bad += 1;
             return;
         };
+        if let Some(group) = name.strip_prefix(b"g:") {
+            let Ok(group) = std::str::from_utf8(group) else {
+                self.stats.bad += 1;
+                return;
+            };
+            self.on_group_frame(hub, group, envelope.kind, envelope.body, now);
+            return;
+        }
         let recipients = match name {
             b"all" => Recipients::All,
             _ => match name.strip_prefix(b"u:").map(std::str::from_utf8) {
@@ -636,6 +823,23 @@ impl Cluster {
                 }
             },
         };
+        if let (Kind::Join | Kind::Leave, Recipients::Uid(uid)) = (envelope.kind, &recipients) {
+            let Ok(group) = std::str::from_utf8(envelope.body) else {
+                self.stats.bad += 1;
+                return;
+            };
+            self.stats.received += 1;
+            if envelope.kind == Kind::Join {
+                hub.join_group_here(uid, group, now);
+                if hub.holds_uid(uid) {
+                    self.follow_group(Rc::from(group));
+                }
+            } else {
+                hub.leave_group_here(uid, group);
+                self.unfollow_group_unless_held(hub, group);
+            }
+            return;
+        }
         self.stats.received += 1;
         let (connections, dropped) = match (envelope.kind, recipients) {
             (Kind::Text, recipients) => match std::str::from_utf8(envelope.body) {
@@ -665,6 +869,48 @@ impl Cluster {
         if let Some(survey) = envelope.survey.filter(|_| envelope.origin != 0) {
             let (connections, dropped) = (connections as u64, dropped as u64);
             self.answer(envelope.origin, survey, connections, dropped, now);
+        }
+    }
+
+    /// A message or a deletion on a group's channel.
+    fn on_group_frame<T>(
+        &mut self,
+        hub: &mut Hub<T>,
+        group: &str,
+        kind: Kind,
+        body: &[u8],
+        now: Duration,
+    ) {
+        match kind {
+            Kind::GroupMessage => match envelope::read_group_message(body) {
+                Ok((exclude, text, payload)) => {
+                    self.stats.received += 1;
+                    let message = if text {
+                        // `read_group_message` checked that it is UTF-8.
+                        match std::str::from_utf8(payload) {
+                            Ok(text) => Message::Text(text),
+                            Err(_) => return,
+                        }
+                    } else {
+                        Message::Binary(payload)
+                    };
+                    let to = Recipients::Group {
+                        group,
+                        exclude: &exclude,
+                    };
+                    hub.deliver_here(to, message, now);
+                }
+                Err(_) => self.stats.bad += 1,
+            },
+            Kind::DeleteGroup => {
+                self.stats.received += 1;
+                hub.ungroup_here(group);
+                if let Some(group) = self.group_channels.take(group) {
+                    let shard = self.group_shard(&group);
+                    self.shards[shard].groups_to_unsubscribe.push(group);
+                }
+            }
+            _ => self.stats.bad += 1,
         }
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct Pending {
     pub(crate) notify: Option<Notify>,
     /// The survey that waits for this PUBLISH's subscriber count.
     pub(crate) survey: Option<u64>,
+    /// For an SMEMBERS of a uid's groups at its login: the uid.
+    pub(crate) load_groups: Option<Rc<str>>,
 }
 
 impl Pending {
@@ -43,6 +45,7 @@ impl Pending {
             counted: false,
             notify: None,
             survey: None,
+            load_groups: None,
         }
     }
 }
@@ -82,6 +85,9 @@ pub(crate) struct Shard {
     /// Uids to subscribe and unsubscribe at the next flush.
     pub(crate) to_subscribe: Vec<Rc<str>>,
     pub(crate) to_unsubscribe: Vec<Rc<str>>,
+    /// Groups whose channel to subscribe and unsubscribe at the next flush.
+    pub(crate) groups_to_subscribe: Vec<Rc<str>>,
+    pub(crate) groups_to_unsubscribe: Vec<Rc<str>>,
     /// When the subscription link last delivered anything (a message, a confirmation).
     pub(crate) heard_at: Duration,
     /// When the outstanding probe of this node's own channel was published.
@@ -102,6 +108,8 @@ impl Shard {
             replies: VecDeque::new(),
             to_subscribe: Vec::new(),
             to_unsubscribe: Vec::new(),
+            groups_to_subscribe: Vec::new(),
+            groups_to_unsubscribe: Vec::new(),
             heard_at: Duration::ZERO,
             probe_sent: None,
             ready: false,

@@ -23,6 +23,16 @@ pub(crate) enum Target {
     Uid(Rc<str>),
     /// Every bound connection.
     All,
+    /// The members of a group, but those excluded.
+    Group(Rc<str>, Vec<String>),
+}
+
+/// A change of group membership made on this node, for Redis and the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GroupChange {
+    Join(Rc<str>, Rc<str>),
+    Leave(Rc<str>, Rc<str>),
+    Delete(Rc<str>),
 }
 
 /// What a publication asks of the other nodes.
@@ -101,6 +111,8 @@ pub(crate) struct Outbound {
     pub(crate) online: Vec<Rc<str>>,
     /// Uids whose last local connection was unbound.
     pub(crate) offline: Vec<Rc<str>>,
+    /// Memberships changed here.
+    pub(crate) group_changes: Vec<GroupChange>,
     /// Surveys under way or answered, by id (kept across drains).
     pub(crate) surveys: HashMap<u64, Survey>,
     next_survey: u64,
@@ -198,6 +210,9 @@ impl Outbound {
 
     /// Whether anything waits for the cluster.
     pub(crate) fn is_empty(&self) -> bool {
-        self.publications.is_empty() && self.online.is_empty() && self.offline.is_empty()
+        self.publications.is_empty()
+            && self.online.is_empty()
+            && self.offline.is_empty()
+            && self.group_changes.is_empty()
     }
 }

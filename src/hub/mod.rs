@@ -504,8 +504,10 @@ impl<T> Hub<T> {
                     self.registry.name(uid).unwrap_or_else(|| Rc::from(uid)),
                 )),
                 Recipients::All => Some(bus::Target::All),
-                // Groups live on each node for now.
-                Recipients::Group { .. } => None,
+                Recipients::Group { group, exclude } => Some(bus::Target::Group(
+                    Rc::from(group),
+                    exclude.iter().map(|uid| (*uid).to_owned()).collect(),
+                )),
             };
             if let Some(target) = target {
                 bus.publish(target, &message);
@@ -594,18 +596,55 @@ impl<T> Hub<T> {
 
     /// Adds `uid` (online or not) to `group`; false if it was already a member.
     pub(crate) fn join_group(&mut self, uid: &str, group: &str, now: Duration) -> bool {
+        if let Some(bus) = &mut self.bus {
+            bus.group_changes
+                .push(bus::GroupChange::Join(Rc::from(uid), Rc::from(group)));
+        }
+        self.join_group_here(uid, group, now)
+    }
+
+    /// `join_group` on this node only (what another node or Redis said).
+    pub(crate) fn join_group_here(&mut self, uid: &str, group: &str, now: Duration) -> bool {
         let online = !self.registry.conns(uid).is_empty();
         self.groups.join(uid, group, online, tick(now))
     }
 
-    /// Removes `uid` from `group`; false if it was not a member.
+    /// Removes `uid` from `group`; false if it was not a member (here).
     pub(crate) fn leave_group(&mut self, uid: &str, group: &str) -> bool {
+        if let Some(bus) = &mut self.bus {
+            bus.group_changes
+                .push(bus::GroupChange::Leave(Rc::from(uid), Rc::from(group)));
+        }
         self.groups.leave(uid, group)
     }
 
-    /// Deletes `group`; returns how many members it had.
+    /// `leave_group` on this node only.
+    pub(crate) fn leave_group_here(&mut self, uid: &str, group: &str) -> bool {
+        self.groups.leave(uid, group)
+    }
+
+    /// Deletes `group`; returns how many members it had (here).
     pub(crate) fn ungroup(&mut self, group: &str) -> usize {
+        if let Some(bus) = &mut self.bus {
+            bus.group_changes
+                .push(bus::GroupChange::Delete(Rc::from(group)));
+        }
         self.groups.ungroup(group)
+    }
+
+    /// `ungroup` on this node only.
+    pub(crate) fn ungroup_here(&mut self, group: &str) -> usize {
+        self.groups.ungroup(group)
+    }
+
+    /// The groups of `uid` known here.
+    pub(crate) fn groups_of_uid(&self, uid: &str) -> Vec<Rc<str>> {
+        self.groups.groups_of(uid).to_vec()
+    }
+
+    /// Whether a member of `group` is bound here.
+    pub(crate) fn holds_member_of(&self, group: &str) -> bool {
+        self.groups.members(group).any(|uid| self.holds_uid(uid))
     }
 
     /// Binds an open connection to `uid`, replacing any uid it had; false if it is not open.
