@@ -204,7 +204,7 @@ impl<H: Handler> Server<H> {
         };
         let cluster = match &config.cluster {
             Some(cluster) => Some(
-                Cluster::new(cluster.clone(), Tokens::of(CLUSTER))
+                Cluster::new(cluster.clone(), Tokens::of(CLUSTER), config.group_grace)
                     .map_err(context(format!("cannot find Redis at {:?}", cluster.redis)))?,
             ),
             None => None,

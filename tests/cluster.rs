@@ -586,21 +586,90 @@ fn groups_hold_on_every_node_and_survive_a_node_restart() {
     assert_eq!(next_text(&mut alice), "after the restart");
     assert_eq!(next_text(&mut bob), "after the restart");
 
-    // Deleted on node one: gone on every node and in Redis.
+    // Deleted on node one: gone on every node and in Redis (which hears of it right after
+    // the API's answer went out).
     api_json(api, &request("DELETE", "/groups/team", ""));
-    assert_eq!(
-        redis.command(&["EXISTS", "wspush:gm:team"]).unwrap(),
-        ":0\r\n"
-    );
-    assert_eq!(
-        redis.command(&["SCARD", "wspush:ug:bob"]).unwrap(),
-        ":0\r\n"
-    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let group = redis.command(&["EXISTS", "wspush:gm:team"]).unwrap();
+        let of_bob = redis.command(&["SCARD", "wspush:ug:bob"]).unwrap();
+        if group == ":0\r\n" && of_bob == ":0\r\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not deleted in Redis: {group:?} {of_bob:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     api_json(api, &request("POST", "/groups/team/send", "nobody"));
     alice.send_text("bob:after the delete");
     assert_eq!(
         next_text(&mut bob),
         "after the delete",
         "no group message before it"
+    );
+}
+
+#[test]
+fn a_uid_keeps_its_groups_for_the_grace_period_after_its_last_connection_anywhere() {
+    let redis = RedisServer::start();
+    let start = || {
+        let server = BinaryServer::start(&[
+            "--redis",
+            &redis.url(),
+            "--group-grace",
+            "1s",
+            "--ping-interval",
+            "off",
+            "--idle-timeout",
+            "off",
+        ]);
+        wait_for_health(&[&server], "up");
+        server
+    };
+    let (one, two) = (start(), start());
+    let api = one.api.unwrap();
+    let join =
+        "PUT /groups/team/members/bob HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+    let mut bob_here = RawClient::login(one.addr, "bob");
+    let bob_there = RawClient::login(two.addr, "bob");
+    api_json(api, join);
+    let exists = || redis.command(&["EXISTS", "wspush:ug:bob"]).unwrap();
+    // Online on two nodes: one of them closing starts no grace period.
+    drop(bob_there);
+    let ttl = || redis.command(&["TTL", "wspush:ug:bob"]).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while redis.command(&["GET", "wspush:uo:bob"]).unwrap() != "$1\r\n1\r\n" {
+        assert!(
+            Instant::now() < deadline,
+            "node two never counted bob offline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(ttl(), ":-1\r\n", "no expiry while bob is online somewhere");
+    // Offline everywhere: the groups go once the grace period has passed.
+    bob_here.send_text("bob:last words");
+    assert_eq!(next_text(&mut bob_here), "last words");
+    drop(bob_here);
+    let deadline = Instant::now() + WAIT;
+    while exists() != ":0\r\n" {
+        assert!(
+            Instant::now() < deadline,
+            "bob's groups never expired: ttl {}",
+            ttl()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut bob = RawClient::login(two.addr, "bob");
+    let mut alice = RawClient::login(one.addr, "alice");
+    let send =
+        "POST /groups/team/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nteam";
+    api_json(api, send);
+    alice.send_text("bob:marker");
+    assert_eq!(
+        next_text(&mut bob),
+        "marker",
+        "bob is no longer in the group"
     );
 }

@@ -85,6 +85,9 @@ pub(crate) struct Cluster {
     awaiting: HashMap<Rc<str>, Duration>,
     /// Uids confirmed (or given up on) this iteration, released at the flush.
     confirmed: HashSet<Rc<str>>,
+    /// Uids whose groups are being loaded from Redis: their new connections' output waits
+    /// for that too (so a group message sent right after the login follows what Redis says).
+    loading: HashSet<Rc<str>>,
     /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
     unanswered: Vec<Notify>,
     /// Surveys whose PUBLISH reply will never come: answered as partial.
@@ -94,12 +97,14 @@ pub(crate) struct Cluster {
     stats: ClusterStats,
     /// The random state for backoff jitter.
     jitter: u64,
+    /// How long a uid keeps its groups after its last connection anywhere closed.
+    grace: Duration,
 }
 
 impl Cluster {
     /// Prepares the links (resolving each Redis address once); they connect at the first
     /// sweep.
-    pub(crate) fn new(config: ClusterConfig, tokens: Tokens) -> io::Result<Self> {
+    pub(crate) fn new(config: ClusterConfig, tokens: Tokens, grace: Duration) -> io::Result<Self> {
         let node = random_id();
         let mut shards = Vec::new();
         for (index, redis) in config.redis.iter().enumerate() {
@@ -128,11 +133,13 @@ impl Cluster {
             lingers: BinaryHeap::new(),
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
+            loading: HashSet::new(),
             unanswered: Vec::new(),
             unsurveyed: Vec::new(),
             next_survey_deadline: None,
             stats: ClusterStats::default(),
             jitter: node | 1,
+            grace,
         })
     }
 
@@ -219,10 +226,30 @@ impl Cluster {
         for change in changes {
             match change {
                 GroupChange::Join(uid, group) => {
-                    let (members, groups) =
-                        (format!("{prefix}:gm:{group}"), format!("{prefix}:ug:{uid}"));
+                    // A uid offline everywhere (no online count) gets the grace period to
+                    // connect, as on a single node.
+                    const JOIN: &[u8] = b"redis.call('SADD', KEYS[1], ARGV[1]) \
+                        if redis.call('EXISTS', KEYS[2]) == 0 then \
+                        redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 1";
+                    let (members, groups, online) = (
+                        format!("{prefix}:gm:{group}"),
+                        format!("{prefix}:ug:{uid}"),
+                        format!("{prefix}:uo:{uid}"),
+                    );
+                    let grace = self.grace_secs();
                     self.command(&[b"SADD", members.as_bytes(), uid.as_bytes()], now);
-                    self.command(&[b"SADD", groups.as_bytes(), group.as_bytes()], now);
+                    self.command(
+                        &[
+                            b"EVAL",
+                            JOIN,
+                            b"2",
+                            groups.as_bytes(),
+                            online.as_bytes(),
+                            group.as_bytes(),
+                            grace.as_bytes(),
+                        ],
+                        now,
+                    );
                     let channel = self.uid_channel(&uid);
                     let shard = self.shard_of(&uid);
                     self.notice(shard, &channel, Kind::Join, group.as_bytes(), now);
@@ -270,15 +297,25 @@ impl Cluster {
         }
     }
 
-    /// A uid's first connection here: its groups come from Redis.
+    /// The group grace period, in whole seconds (at least 1), as Redis's EXPIRE takes it.
+    fn grace_secs(&self) -> String {
+        self.grace.as_secs().max(1).to_string()
+    }
+
+    /// A uid's first connection here: it counts as online in Redis (its groups no longer
+    /// expire), and its groups come from Redis.
     fn load_groups(&mut self, uid: Rc<str>, now: Duration) {
         let key = format!("{}:ug:{uid}", self.config.prefix);
+        let online = format!("{}:uo:{uid}", self.config.prefix);
+        self.command(&[b"INCR", online.as_bytes()], now);
+        self.command(&[b"PERSIST", key.as_bytes()], now);
         let shard = &mut self.shards[0];
         if shard.commands_up() {
             shard.commands.link.queue(&[b"SMEMBERS", key.as_bytes()]);
             let mut pending = Pending::plain(now);
-            pending.load_groups = Some(uid);
+            pending.load_groups = Some(Rc::clone(&uid));
             shard.replies.push_back(pending);
+            self.loading.insert(uid);
         }
     }
 
@@ -382,6 +419,23 @@ impl Cluster {
             for group in hub.groups_of_uid(uid) {
                 self.unfollow_group_unless_held(hub, &group);
             }
+            // The last node holding the uid starts its groups' grace period.
+            const OFFLINE: &[u8] = b"if redis.call('DECR', KEYS[1]) <= 0 then \
+                redis.call('DEL', KEYS[1]) redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
+            let online = format!("{}:uo:{uid}", self.config.prefix);
+            let groups = format!("{}:ug:{uid}", self.config.prefix);
+            let grace = self.grace_secs();
+            self.command(
+                &[
+                    b"EVAL",
+                    OFFLINE,
+                    b"2",
+                    online.as_bytes(),
+                    groups.as_bytes(),
+                    grace.as_bytes(),
+                ],
+                now,
+            );
         }
         for uid in online {
             match self.subscribed.get_mut(&uid) {
@@ -628,18 +682,31 @@ impl Cluster {
             return;
         };
         if let Some(uid) = pending.load_groups {
+            self.loading.remove(&uid);
+            if !self.awaiting.contains_key(&uid) {
+                self.confirmed.insert(Rc::clone(&uid));
+            }
             // A uid's groups, as Redis keeps them: joined here, and followed while it is here.
             let Frame::Array(groups) = reply else {
                 warn!("cluster: Redis did not list the groups of {uid}: {reply:?}");
                 return;
             };
-            for group in groups {
-                let Frame::BulkString(group) = group else {
-                    continue;
-                };
-                let Ok(group) = std::str::from_utf8(group) else {
-                    continue;
-                };
+            let listed: Vec<&str> = groups
+                .iter()
+                .filter_map(|group| match group {
+                    Frame::BulkString(group) => std::str::from_utf8(group).ok(),
+                    _ => None,
+                })
+                .collect();
+            // Redis is the reference: what this node remembered beyond it has expired or
+            // was removed elsewhere.
+            for group in hub.groups_of_uid(&uid) {
+                if !listed.contains(&&*group) {
+                    hub.leave_group_here(&uid, &group);
+                    self.unfollow_group_unless_held(hub, &group);
+                }
+            }
+            for group in listed {
                 hub.join_group_here(&uid, group, now);
                 if hub.holds_uid(&uid) {
                     self.follow_group(Rc::from(group));
@@ -766,7 +833,9 @@ impl Cluster {
                 subscription.at_redis = true;
             }
             if let Some((uid, _)) = self.awaiting.remove_entry(uid) {
-                self.confirmed.insert(uid);
+                if !self.loading.contains(&uid) {
+                    self.confirmed.insert(uid);
+                }
             }
             return;
         }
@@ -975,6 +1044,10 @@ impl Cluster {
             for pending in std::mem::take(&mut self.shards[index].replies) {
                 self.unanswered.extend(pending.notify);
                 self.unsurveyed.extend(pending.survey);
+                if let Some(uid) = pending.load_groups {
+                    self.loading.remove(&uid);
+                    self.confirmed.insert(uid);
+                }
             }
         } else {
             let shard = &mut self.shards[index];
@@ -1111,8 +1184,9 @@ impl<H: Handler> Endpoint<H> for Cluster {
         // uid, a uid still lingering, Redis unreachable) go now; the others wait for their
         // confirmation. Only after `take_outbound`, which learns of this turn's logins.
         if cx.hub.has_held() {
-            let awaiting = &self.awaiting;
-            cx.hub.release_held_unless(|uid| awaiting.contains_key(uid));
+            let (awaiting, loading) = (&self.awaiting, &self.loading);
+            cx.hub
+                .release_held_unless(|uid| awaiting.contains_key(uid) || loading.contains(uid));
         }
         self.queue_subscriptions();
         self.write_links(cx.registry, cx.now);
