@@ -673,3 +673,35 @@ fn a_uid_keeps_its_groups_for_the_grace_period_after_its_last_connection_anywher
         "bob is no longer in the group"
     );
 }
+
+#[test]
+fn a_node_killed_with_sigkill_stops_counting_and_the_others_go_on() {
+    let redis = RedisServer::start();
+    let (one, mut two) = (node(&redis), node(&redis));
+    let mut alice = RawClient::login(one.addr, "alice");
+    let mut carol = RawClient::login(one.addr, "carol");
+    let _bob = RawClient::login(two.addr, "bob");
+    let presence = |uid: &str| {
+        api_json(
+            one.api.unwrap(),
+            &format!("GET /uids/{uid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        )
+    };
+    assert_eq!(presence("bob")["connections"], 1);
+    two.child.kill().unwrap();
+    two.child.wait().unwrap();
+    // Redis drops node two's subscriptions with its connection: bob is offline at once.
+    let deadline = Instant::now() + WAIT;
+    while presence("bob")["online"] != false {
+        assert!(
+            Instant::now() < deadline,
+            "bob still online: {}",
+            presence("bob")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    alice.send_text("bob:are you there");
+    assert_eq!(next_text(&mut alice), "error: uid bob is offline");
+    alice.send_text("carol:still here");
+    assert_eq!(next_text(&mut carol), "still here");
+}
