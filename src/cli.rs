@@ -328,30 +328,9 @@ fn parse_api_listen(text: &str) -> Result<ApiListen, String> {
     }
 }
 
-/// Parses a byte size such as `1048576`, `64KiB` or `1MiB`.
+/// Parses a byte size such as `1048576`, `64KiB` or `1MiB` (see `wspush::parse_size`).
 fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 65536, 64KiB or 1MiB"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" | "KiB" => 1 << 10,
-        "M" | "MB" | "MiB" => 1 << 20,
-        "G" | "GB" | "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
-            ))
-        }
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    wspush::parse_size(text)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -343,26 +343,8 @@ fn attack_floods_pings_and_reports_what_the_attacker_got_out() {
     assert_eq!(summary["attacker"]["frame_bytes"], 6, "{summary}");
 }
 
-/// A cluster node on `redis`, once it is subscribed to broadcasts (as in tests/cluster.rs).
 fn cluster_node(redis: &RedisServer) -> BinaryServer {
-    let server = BinaryServer::start(&[
-        "--redis",
-        &redis.url(),
-        "--ping-interval",
-        "off",
-        "--idle-timeout",
-        "off",
-    ]);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let line = server
-            .log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the node did not join the cluster");
-        if line.contains("cluster: up") {
-            return server;
-        }
-    }
+    common::redis::cluster_node(&redis.url(), &[])
 }
 
 /// The pid of `redis`, from `INFO server`.

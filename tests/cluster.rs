@@ -8,29 +8,12 @@ mod common;
 use std::time::Instant;
 
 use common::http::Http;
-use common::redis::RedisServer;
+use common::redis::{cluster_node, wait_until, RedisServer};
 use common::*;
 
 /// A node of the cluster on `redis`, once it is subscribed to broadcasts.
 fn node(redis: &RedisServer) -> BinaryServer {
-    let server = BinaryServer::start(&[
-        "--redis",
-        &redis.url(),
-        "--ping-interval",
-        "off",
-        "--idle-timeout",
-        "off",
-    ]);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let line = server
-            .log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the node did not join the cluster");
-        if line.contains("cluster: up") {
-            return server;
-        }
-    }
+    cluster_node(&redis.url(), &[])
 }
 
 /// The next data frame `client` receives, as text.
@@ -536,19 +519,14 @@ fn groups_hold_on_every_node_and_survive_a_node_restart() {
         );
     }
     // Node two hears of bob's membership through bob's channel, then follows the group.
-    let deadline = Instant::now() + WAIT;
-    while !redis
-        .command(&["PUBSUB", "NUMSUB", "wspush:g:team"])
-        .unwrap()
-        .trim_end()
-        .ends_with(":2")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "node two never followed the group"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let both_follow = || {
+        redis
+            .command(&["PUBSUB", "NUMSUB", "wspush:g:team"])
+            .unwrap()
+            .trim_end()
+            .ends_with(":2")
+    };
+    wait_until("node two never followed the group", both_follow);
     api_json(api, &request("POST", "/groups/team/send", "to the team"));
     assert_eq!(next_text(&mut alice), "to the team");
     assert_eq!(next_text(&mut bob), "to the team");
@@ -564,19 +542,7 @@ fn groups_hold_on_every_node_and_survive_a_node_restart() {
     two.child.wait().unwrap();
     let two = node(&redis);
     let mut bob = RawClient::login(two.addr, "bob");
-    let deadline = Instant::now() + WAIT;
-    while !redis
-        .command(&["PUBSUB", "NUMSUB", "wspush:g:team"])
-        .unwrap()
-        .trim_end()
-        .ends_with(":2")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "bob's groups were not loaded from Redis"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("bob's groups were not loaded from Redis", both_follow);
     alice.send_text("bob:ping");
     assert_eq!(next_text(&mut bob), "ping");
     api_json(
@@ -589,19 +555,10 @@ fn groups_hold_on_every_node_and_survive_a_node_restart() {
     // Deleted on node one: gone on every node and in Redis (which hears of it right after
     // the API's answer went out).
     api_json(api, &request("DELETE", "/groups/team", ""));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let group = redis.command(&["EXISTS", "wspush:gm:team"]).unwrap();
-        let of_bob = redis.command(&["SCARD", "wspush:ug:bob"]).unwrap();
-        if group == ":0\r\n" && of_bob == ":0\r\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not deleted in Redis: {group:?} {of_bob:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the group was not deleted in Redis", || {
+        redis.command(&["EXISTS", "wspush:gm:team"]).unwrap() == ":0\r\n"
+            && redis.command(&["SCARD", "wspush:ug:bob"]).unwrap() == ":0\r\n"
+    });
     api_json(api, &request("POST", "/groups/team/send", "nobody"));
     alice.send_text("bob:after the delete");
     assert_eq!(

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::WAIT;
+use super::{BinaryServer, WAIT};
 
 /// A Redis server owned by one test.
 pub struct RedisServer {
@@ -166,5 +166,39 @@ impl SilentProxy {
         for flag in self.silence.lock().unwrap().iter() {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+    }
+}
+
+/// A `wspush` node of the cluster on `redis` (timers off, plus `args`), once it is subscribed
+/// to broadcasts.
+pub fn cluster_node(redis: &str, args: &[&str]) -> BinaryServer {
+    let mut all = vec![
+        "--redis",
+        redis,
+        "--ping-interval",
+        "off",
+        "--idle-timeout",
+        "off",
+    ];
+    all.extend_from_slice(args);
+    let server = BinaryServer::start(&all);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the node did not join the cluster");
+        if line.contains("cluster: up") {
+            return server;
+        }
+    }
+}
+
+/// Waits until `done` holds, checking every 20 ms; fails with `what` after `WAIT`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

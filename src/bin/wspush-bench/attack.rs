@@ -1017,30 +1017,9 @@ pub fn summarize(out: &mut Value, shards: &[Value], cap: Option<u64>) {
     });
 }
 
-/// Parses a byte size such as `1048576`, `64KiB` or `1GiB`.
+/// Parses a byte size such as `1048576`, `64KiB` or `1GiB`, as the server's options take it.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 65536, 64KiB or 1GiB"))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" | "KiB" => 1 << 10,
-        "M" | "MB" | "MiB" => 1 << 20,
-        "G" | "GB" | "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
-            ))
-        }
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    wspush::parse_size(text).map(|size| size as u64)
 }
 
 #[cfg(test)]
