@@ -751,11 +751,14 @@ impl Cluster {
         envelope::encode(&mut payload, self.node, Kind::Answer, Some(survey), &body);
         let shard = &mut self.shards[0];
         if !shard.commands_up() {
+            // The origin answers as partial; the answer counts as lost like any publication.
+            self.stats.lost += 1;
             return;
         }
         shard.commands.link.queue(&[b"PUBLISH", &channel, &payload]);
         shard.replies.push_back(Pending::plain(now));
     }
+
     /// An answer to one of this node's surveys.
     fn on_answer<T>(&mut self, hub: &mut Hub<T>, survey: u64, body: &[u8]) {
         let Ok((connections, dropped)) = envelope::read_answer(body) else {
