@@ -302,13 +302,21 @@ impl Cluster {
         self.grace.as_secs().max(1).to_string()
     }
 
+    /// Says in Redis that `uid` is online on this node (`<prefix>:uo:<uid>` is the set of
+    /// nodes holding it; adding again is harmless), so its groups do not expire.
+    fn mark_online(&mut self, uid: &str, now: Duration) {
+        let key = format!("{}:ug:{uid}", self.config.prefix);
+        let online = format!("{}:uo:{uid}", self.config.prefix);
+        let node = format!("{:016x}", self.node);
+        self.command(&[b"SADD", online.as_bytes(), node.as_bytes()], now);
+        self.command(&[b"PERSIST", key.as_bytes()], now);
+    }
+
     /// A uid's first connection here: it counts as online in Redis (its groups no longer
     /// expire), and its groups come from Redis.
     fn load_groups(&mut self, uid: Rc<str>, now: Duration) {
         let key = format!("{}:ug:{uid}", self.config.prefix);
-        let online = format!("{}:uo:{uid}", self.config.prefix);
-        self.command(&[b"INCR", online.as_bytes()], now);
-        self.command(&[b"PERSIST", key.as_bytes()], now);
+        self.mark_online(&uid, now);
         let shard = &mut self.shards[0];
         if shard.commands_up() {
             shard.commands.link.queue(&[b"SMEMBERS", key.as_bytes()]);
@@ -420,11 +428,13 @@ impl Cluster {
                 self.unfollow_group_unless_held(hub, &group);
             }
             // The last node holding the uid starts its groups' grace period.
-            const OFFLINE: &[u8] = b"if redis.call('DECR', KEYS[1]) <= 0 then \
-                redis.call('DEL', KEYS[1]) redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
+            const OFFLINE: &[u8] = b"redis.call('SREM', KEYS[1], ARGV[2]) \
+                if redis.call('SCARD', KEYS[1]) == 0 then \
+                redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
             let online = format!("{}:uo:{uid}", self.config.prefix);
             let groups = format!("{}:ug:{uid}", self.config.prefix);
             let grace = self.grace_secs();
+            let node = format!("{:016x}", self.node);
             self.command(
                 &[
                     b"EVAL",
@@ -433,6 +443,7 @@ impl Cluster {
                     online.as_bytes(),
                     groups.as_bytes(),
                     grace.as_bytes(),
+                    node.as_bytes(),
                 ],
                 now,
             );
@@ -1122,6 +1133,18 @@ impl Cluster {
         info!("cluster: link to Redis at {} up", attached.link.addr());
         if slot % 2 == SUBSCRIPTION {
             self.resubscribe(index);
+        } else if index == 0 {
+            // What was said while the link was down is lost: say again which uids are online
+            // here (idempotent), so that their groups do not expire.
+            let here: Vec<Rc<str>> = self
+                .subscribed
+                .iter()
+                .filter(|(_, subscription)| subscription.linger.is_none())
+                .map(|(uid, _)| Rc::clone(uid))
+                .collect();
+            for uid in here {
+                self.mark_online(&uid, now);
+            }
         }
     }
 
