@@ -88,6 +88,13 @@ pub(crate) struct Cluster {
     /// Uids whose groups are being loaded from Redis: their new connections' output waits
     /// for that too (so a group message sent right after the login follows what Redis says).
     loading: HashSet<Rc<str>>,
+    /// The groups of each loading uid changed since its groups were asked for: the answer
+    /// does not undo those changes.
+    touched: HashMap<Rc<str>, HashSet<Rc<str>>>,
+    /// Uids this node has said in Redis it holds (see `mark_online`, `mark_offline`).
+    announced: HashSet<Rc<str>>,
+    /// Membership changes made while the first server was unreachable, sent once it is back.
+    unsent_changes: Vec<GroupChange>,
     /// Notices whose PUBLISH reply will never come (the link failed): sent as they are.
     unanswered: Vec<Notify>,
     /// Surveys whose PUBLISH reply will never come: answered as partial.
@@ -134,6 +141,9 @@ impl Cluster {
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
             loading: HashSet::new(),
+            touched: HashMap::new(),
+            announced: HashSet::new(),
+            unsent_changes: Vec::new(),
             unanswered: Vec::new(),
             unsurveyed: Vec::new(),
             next_survey_deadline: None,
@@ -182,8 +192,12 @@ impl Cluster {
     /// Subscribes `group`'s channel, if this node is not already.
     fn follow_group(&mut self, group: Rc<str>) {
         if self.group_channels.insert(Rc::clone(&group)) {
-            let shard = self.group_shard(&group);
-            self.shards[shard].groups_to_subscribe.push(group);
+            let index = self.group_shard(&group);
+            let shard = &mut self.shards[index];
+            shard
+                .groups_to_unsubscribe
+                .retain(|pending| *pending != group);
+            shard.groups_to_subscribe.push(group);
         }
     }
 
@@ -191,8 +205,12 @@ impl Cluster {
     fn unfollow_group_unless_held<T>(&mut self, hub: &Hub<T>, group: &str) {
         if !hub.holds_member_of(group) {
             if let Some(group) = self.group_channels.take(group) {
-                let shard = self.group_shard(&group);
-                self.shards[shard].groups_to_unsubscribe.push(group);
+                let index = self.group_shard(&group);
+                let shard = &mut self.shards[index];
+                shard
+                    .groups_to_subscribe
+                    .retain(|pending| *pending != group);
+                shard.groups_to_unsubscribe.push(group);
             }
         }
     }
@@ -223,14 +241,28 @@ impl Cluster {
     /// is bound here.
     fn apply_group_changes<T>(&mut self, hub: &Hub<T>, changes: Vec<GroupChange>, now: Duration) {
         let prefix = self.config.prefix.clone();
+        let up = self.shards[0].commands_up();
         for change in changes {
+            self.touch(&change);
+            if !up {
+                // Redis keeps memberships: these wait for it (following groups does not).
+                match &change {
+                    GroupChange::Join(uid, group) if hub.holds_uid(uid) => {
+                        self.follow_group(Rc::clone(group));
+                    }
+                    GroupChange::Leave(_, group) => self.unfollow_group_unless_held(hub, group),
+                    _ => {}
+                }
+                self.unsent_changes.push(change);
+                continue;
+            }
             match change {
                 GroupChange::Join(uid, group) => {
                     // A uid offline everywhere (no online count) gets the grace period to
                     // connect, as on a single node.
                     const JOIN: &[u8] = b"redis.call('SADD', KEYS[1], ARGV[1]) \
                         if redis.call('EXISTS', KEYS[2]) == 0 then \
-                        redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 1";
+                        redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX') end return 1";
                     let (members, groups, online) = (
                         format!("{prefix}:gm:{group}"),
                         format!("{prefix}:ug:{uid}"),
@@ -310,6 +342,57 @@ impl Cluster {
         let node = format!("{:016x}", self.node);
         self.command(&[b"SADD", online.as_bytes(), node.as_bytes()], now);
         self.command(&[b"PERSIST", key.as_bytes()], now);
+        self.announced.insert(Rc::from(uid));
+    }
+
+    /// Says in Redis that `uid` is no longer online on this node; the last node holding it
+    /// starts its groups' grace period. While the link is down it stays `announced`, and is
+    /// said at the reconnect.
+    fn mark_offline(&mut self, uid: &str, now: Duration) {
+        const OFFLINE: &[u8] = b"redis.call('SREM', KEYS[1], ARGV[2]) \
+            if redis.call('SCARD', KEYS[1]) == 0 then \
+            redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
+        if !self.shards[0].commands_up() {
+            return;
+        }
+        self.announced.remove(uid);
+        let online = format!("{}:uo:{uid}", self.config.prefix);
+        let groups = format!("{}:ug:{uid}", self.config.prefix);
+        let grace = self.grace_secs();
+        let node = format!("{:016x}", self.node);
+        self.command(
+            &[
+                b"EVAL",
+                OFFLINE,
+                b"2",
+                online.as_bytes(),
+                groups.as_bytes(),
+                grace.as_bytes(),
+                node.as_bytes(),
+            ],
+            now,
+        );
+    }
+
+    /// Notes a membership change for the uids whose groups are being loaded.
+    fn touch(&mut self, change: &GroupChange) {
+        if self.loading.is_empty() {
+            return;
+        }
+        match change {
+            GroupChange::Join(uid, group) | GroupChange::Leave(uid, group) => {
+                if self.loading.contains(uid) {
+                    let groups = self.touched.entry(Rc::clone(uid)).or_default();
+                    groups.insert(Rc::clone(group));
+                }
+            }
+            GroupChange::Delete(group) => {
+                for uid in &self.loading {
+                    let groups = self.touched.entry(Rc::clone(uid)).or_default();
+                    groups.insert(Rc::clone(group));
+                }
+            }
+        }
     }
 
     /// A uid's first connection here: it counts as online in Redis (its groups no longer
@@ -415,7 +498,8 @@ impl Cluster {
         let publications = std::mem::take(&mut bus.publications);
         let online = std::mem::take(&mut bus.online);
         let offline = std::mem::take(&mut bus.offline);
-        let changes = std::mem::take(&mut bus.group_changes);
+        let mut changes = std::mem::take(&mut self.unsent_changes);
+        changes.append(&mut bus.group_changes);
         self.apply_group_changes(hub, changes, now);
         for uid in &online {
             self.load_groups(Rc::clone(uid), now);
@@ -424,29 +508,14 @@ impl Cluster {
             }
         }
         for uid in &offline {
+            // Rebound in the same turn (a handler binding the connection again): still here.
+            if hub.holds_uid(uid) {
+                continue;
+            }
             for group in hub.groups_of_uid(uid) {
                 self.unfollow_group_unless_held(hub, &group);
             }
-            // The last node holding the uid starts its groups' grace period.
-            const OFFLINE: &[u8] = b"redis.call('SREM', KEYS[1], ARGV[2]) \
-                if redis.call('SCARD', KEYS[1]) == 0 then \
-                redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
-            let online = format!("{}:uo:{uid}", self.config.prefix);
-            let groups = format!("{}:ug:{uid}", self.config.prefix);
-            let grace = self.grace_secs();
-            let node = format!("{:016x}", self.node);
-            self.command(
-                &[
-                    b"EVAL",
-                    OFFLINE,
-                    b"2",
-                    online.as_bytes(),
-                    groups.as_bytes(),
-                    grace.as_bytes(),
-                    node.as_bytes(),
-                ],
-                now,
-            );
+            self.mark_offline(uid, now);
         }
         for uid in online {
             match self.subscribed.get_mut(&uid) {
@@ -710,9 +779,14 @@ impl Cluster {
                 })
                 .collect();
             // Redis is the reference: what this node remembered beyond it has expired or
-            // was removed elsewhere.
+            // was removed elsewhere; changes made since the question stand.
+            let touched = self.touched.remove(&uid).unwrap_or_default();
+            let listed: Vec<&str> = listed
+                .into_iter()
+                .filter(|group| !touched.contains(*group))
+                .collect();
             for group in hub.groups_of_uid(&uid) {
-                if !listed.contains(&&*group) {
+                if !listed.contains(&&*group) && !touched.contains(&group) {
                     hub.leave_group_here(&uid, &group);
                     self.unfollow_group_unless_held(hub, &group);
                 }
@@ -729,7 +803,7 @@ impl Cluster {
             Frame::Integer(nodes) => *nodes,
             other => {
                 // No count: nothing can be concluded (not "offline", not complete).
-                warn!("cluster: Redis did not count a PUBLISH's receivers: {other:?}");
+                warn!("cluster: Redis answered {other:?}");
                 if let Some(notify) = pending.notify {
                     self.unanswered.push(notify);
                 }
@@ -912,6 +986,12 @@ impl Cluster {
                 return;
             };
             self.stats.received += 1;
+            let (uid_rc, group_rc): (Rc<str>, Rc<str>) = (Rc::from(*uid), Rc::from(group));
+            if envelope.kind == Kind::Join {
+                self.touch(&GroupChange::Join(uid_rc, group_rc));
+            } else {
+                self.touch(&GroupChange::Leave(uid_rc, group_rc));
+            }
             if envelope.kind == Kind::Join {
                 hub.join_group_here(uid, group, now);
                 if hub.holds_uid(uid) {
@@ -987,6 +1067,7 @@ impl Cluster {
             },
             Kind::DeleteGroup => {
                 self.stats.received += 1;
+                self.touch(&GroupChange::Delete(Rc::from(group)));
                 hub.ungroup_here(group);
                 if let Some(group) = self.group_channels.take(group) {
                     let shard = self.group_shard(&group);
@@ -1026,6 +1107,8 @@ impl Cluster {
             }
         }
         if !self.confirmed.is_empty() {
+            let loading = &self.loading;
+            self.confirmed.retain(|uid| !loading.contains(uid));
             hub.release_held(&self.confirmed);
             self.confirmed.clear();
         }
@@ -1060,6 +1143,7 @@ impl Cluster {
                 self.unsurveyed.extend(pending.survey);
                 if let Some(uid) = pending.load_groups {
                     self.loading.remove(&uid);
+                    self.touched.remove(&uid);
                     self.confirmed.insert(uid);
                 }
             }
@@ -1142,6 +1226,15 @@ impl Cluster {
                 .filter(|(_, subscription)| subscription.linger.is_none())
                 .map(|(uid, _)| Rc::clone(uid))
                 .collect();
+            let gone: Vec<Rc<str>> = self
+                .announced
+                .iter()
+                .filter(|uid| !here.contains(uid))
+                .cloned()
+                .collect();
+            for uid in gone {
+                self.mark_offline(&uid, now);
+            }
             for uid in here {
                 self.mark_online(&uid, now);
             }
