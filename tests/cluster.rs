@@ -662,3 +662,31 @@ fn a_node_killed_with_sigkill_stops_counting_and_the_others_go_on() {
     alice.send_text("carol:still here");
     assert_eq!(next_text(&mut carol), "still here");
 }
+
+#[test]
+fn a_group_message_right_after_login_reaches_a_member_on_another_node() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let api = one.api.unwrap();
+    let request = |method: &str, path: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for round in 0..10 {
+        // Added while offline (Redis keeps it), then the uid's first login, on node two.
+        let (uid, group) = (format!("late{round}"), format!("club{round}"));
+        api_json(
+            api,
+            &request("PUT", &format!("/groups/{group}/members/{uid}"), ""),
+        );
+        let mut member = RawClient::login(two.addr, &uid);
+        // "login success" came once node two had loaded the groups and followed the group.
+        api_json(
+            api,
+            &request("POST", &format!("/groups/{group}/send"), "welcome"),
+        );
+        assert_eq!(next_text(&mut member), "welcome", "round {round}");
+    }
+}

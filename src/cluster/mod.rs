@@ -87,7 +87,11 @@ pub(crate) struct Cluster {
     confirmed: HashSet<Rc<str>>,
     /// Uids whose groups are being loaded from Redis: their new connections' output waits
     /// for that too (so a group message sent right after the login follows what Redis says).
-    loading: HashSet<Rc<str>>,
+    loading: HashMap<Rc<str>, Duration>,
+    /// Group channels newly followed for loading uids, not confirmed yet: the uids waiting.
+    group_waiters: HashMap<Rc<str>, Vec<Rc<str>>>,
+    /// How many group channels each loading uid still waits for.
+    group_waits: HashMap<Rc<str>, usize>,
     /// The groups of each loading uid changed since its groups were asked for: the answer
     /// does not undo those changes.
     touched: HashMap<Rc<str>, HashSet<Rc<str>>>,
@@ -140,7 +144,9 @@ impl Cluster {
             lingers: BinaryHeap::new(),
             awaiting: HashMap::new(),
             confirmed: HashSet::new(),
-            loading: HashSet::new(),
+            loading: HashMap::new(),
+            group_waiters: HashMap::new(),
+            group_waits: HashMap::new(),
             touched: HashMap::new(),
             announced: HashSet::new(),
             unsent_changes: Vec::new(),
@@ -189,15 +195,39 @@ impl Cluster {
         shard_of(&self.names, &format!("g:{group}"))
     }
 
-    /// Subscribes `group`'s channel, if this node is not already.
-    fn follow_group(&mut self, group: Rc<str>) {
-        if self.group_channels.insert(Rc::clone(&group)) {
+    /// Subscribes `group`'s channel, if this node is not already; true if it was not.
+    fn follow_group(&mut self, group: Rc<str>) -> bool {
+        let new = self.group_channels.insert(Rc::clone(&group));
+        if new {
             let index = self.group_shard(&group);
             let shard = &mut self.shards[index];
             shard
                 .groups_to_unsubscribe
                 .retain(|pending| *pending != group);
             shard.groups_to_subscribe.push(group);
+        }
+        new
+    }
+
+    /// `uid`'s groups are loaded and every group channel it waited for is confirmed (or given
+    /// up on): its login may go.
+    fn done_loading(&mut self, uid: &Rc<str>) {
+        self.loading.remove(uid);
+        self.group_waits.remove(uid);
+        self.touched.remove(uid);
+        if !self.awaiting.contains_key(uid) {
+            self.confirmed.insert(Rc::clone(uid));
+        }
+    }
+
+    /// Gives up waiting for group channel confirmations (a subscription link failed).
+    fn release_group_waiters(&mut self) {
+        for (_, uids) in std::mem::take(&mut self.group_waiters) {
+            for uid in uids {
+                if self.loading.contains_key(&uid) {
+                    self.done_loading(&uid);
+                }
+            }
         }
     }
 
@@ -381,13 +411,13 @@ impl Cluster {
         }
         match change {
             GroupChange::Join(uid, group) | GroupChange::Leave(uid, group) => {
-                if self.loading.contains(uid) {
+                if self.loading.contains_key(uid) {
                     let groups = self.touched.entry(Rc::clone(uid)).or_default();
                     groups.insert(Rc::clone(group));
                 }
             }
             GroupChange::Delete(group) => {
-                for uid in &self.loading {
+                for uid in self.loading.keys() {
                     let groups = self.touched.entry(Rc::clone(uid)).or_default();
                     groups.insert(Rc::clone(group));
                 }
@@ -406,7 +436,7 @@ impl Cluster {
             let mut pending = Pending::plain(now);
             pending.load_groups = Some(Rc::clone(&uid));
             shard.replies.push_back(pending);
-            self.loading.insert(uid);
+            self.loading.insert(uid, now);
         }
     }
 
@@ -762,13 +792,10 @@ impl Cluster {
             return;
         };
         if let Some(uid) = pending.load_groups {
-            self.loading.remove(&uid);
-            if !self.awaiting.contains_key(&uid) {
-                self.confirmed.insert(Rc::clone(&uid));
-            }
             // A uid's groups, as Redis keeps them: joined here, and followed while it is here.
             let Frame::Array(groups) = reply else {
                 warn!("cluster: Redis did not list the groups of {uid}: {reply:?}");
+                self.done_loading(&uid);
                 return;
             };
             let listed: Vec<&str> = groups
@@ -791,11 +818,24 @@ impl Cluster {
                     self.unfollow_group_unless_held(hub, &group);
                 }
             }
+            // The login waits until the group channels it newly follows are subscribed, so a
+            // group message sent right after "login success" reaches it.
+            let mut waits = 0;
             for group in listed {
                 hub.join_group_here(&uid, group, now);
-                if hub.holds_uid(&uid) {
-                    self.follow_group(Rc::from(group));
+                let group: Rc<str> = Rc::from(group);
+                if hub.holds_uid(&uid) && self.follow_group(Rc::clone(&group)) {
+                    self.group_waiters
+                        .entry(group)
+                        .or_default()
+                        .push(Rc::clone(&uid));
+                    waits += 1;
                 }
+            }
+            if waits == 0 {
+                self.done_loading(&uid);
+            } else {
+                self.group_waits.insert(uid, waits);
             }
             return;
         }
@@ -914,6 +954,18 @@ impl Cluster {
                 }
                 return;
             }
+            if let Some(group) = self.group_of_channel(channel) {
+                for uid in self.group_waiters.remove(group).unwrap_or_default() {
+                    let waits = self.group_waits.get_mut(&uid).map(|waits| {
+                        *waits = waits.saturating_sub(1);
+                        *waits
+                    });
+                    if waits == Some(0) {
+                        self.done_loading(&uid);
+                    }
+                }
+                return;
+            }
             let Some(uid) = self.uid_of_channel(channel) else {
                 return;
             };
@@ -921,7 +973,7 @@ impl Cluster {
                 subscription.at_redis = true;
             }
             if let Some((uid, _)) = self.awaiting.remove_entry(uid) {
-                if !self.loading.contains(&uid) {
+                if !self.loading.contains_key(&uid) {
                     self.confirmed.insert(uid);
                 }
             }
@@ -1078,6 +1130,12 @@ impl Cluster {
         }
     }
 
+    /// The group a `<prefix>:g:<group>` channel is for.
+    fn group_of_channel<'c>(&self, channel: &'c [u8]) -> Option<&'c str> {
+        let rest = channel.strip_prefix(self.config.prefix.as_bytes())?;
+        std::str::from_utf8(rest.strip_prefix(b":g:")?).ok()
+    }
+
     /// The uid a `<prefix>:u:<uid>` channel is for.
     fn uid_of_channel<'c>(&self, channel: &'c [u8]) -> Option<&'c str> {
         let rest = channel.strip_prefix(self.config.prefix.as_bytes())?;
@@ -1106,9 +1164,18 @@ impl Cluster {
                 self.confirmed.insert(uid);
             }
         }
+        let late: Vec<Rc<str>> = self
+            .loading
+            .iter()
+            .filter(|(_, &since)| now.saturating_sub(since) >= HOLD_MAX)
+            .map(|(uid, _)| Rc::clone(uid))
+            .collect();
+        for uid in late {
+            self.done_loading(&uid);
+        }
         if !self.confirmed.is_empty() {
             let loading = &self.loading;
-            self.confirmed.retain(|uid| !loading.contains(uid));
+            self.confirmed.retain(|uid| !loading.contains_key(uid));
             hub.release_held(&self.confirmed);
             self.confirmed.clear();
         }
@@ -1142,9 +1209,7 @@ impl Cluster {
                 self.unanswered.extend(pending.notify);
                 self.unsurveyed.extend(pending.survey);
                 if let Some(uid) = pending.load_groups {
-                    self.loading.remove(&uid);
-                    self.touched.remove(&uid);
-                    self.confirmed.insert(uid);
+                    self.done_loading(&uid);
                 }
             }
         } else {
@@ -1169,6 +1234,7 @@ impl Cluster {
                 self.awaiting.remove(&uid);
                 self.confirmed.insert(uid);
             }
+            self.release_group_waiters();
         }
     }
 
@@ -1305,7 +1371,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
         if cx.hub.has_held() {
             let (awaiting, loading) = (&self.awaiting, &self.loading);
             cx.hub
-                .release_held_unless(|uid| awaiting.contains_key(uid) || loading.contains(uid));
+                .release_held_unless(|uid| awaiting.contains_key(uid) || loading.contains_key(uid));
         }
         self.queue_subscriptions();
         self.write_links(cx.registry, cx.now);
