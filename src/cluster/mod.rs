@@ -292,13 +292,13 @@ impl Cluster {
                     // connect, as on a single node.
                     const JOIN: &[u8] = b"redis.call('SADD', KEYS[1], ARGV[1]) \
                         if redis.call('EXISTS', KEYS[2]) == 0 then \
-                        redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX') end return 1";
+                        redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX') end return 1";
                     let (members, groups, online) = (
                         format!("{prefix}:gm:{group}"),
                         format!("{prefix}:ug:{uid}"),
                         format!("{prefix}:uo:{uid}"),
                     );
-                    let grace = self.grace_secs();
+                    let grace = self.grace_millis();
                     self.command(&[b"SADD", members.as_bytes(), uid.as_bytes()], now);
                     self.command(
                         &[
@@ -359,9 +359,9 @@ impl Cluster {
         }
     }
 
-    /// The group grace period, in whole seconds (at least 1), as Redis's EXPIRE takes it.
-    fn grace_secs(&self) -> String {
-        self.grace.as_secs().max(1).to_string()
+    /// The group grace period in milliseconds (at least 1), as Redis's PEXPIRE takes it.
+    fn grace_millis(&self) -> String {
+        self.grace.as_millis().max(1).to_string()
     }
 
     /// Says in Redis that `uid` is online on this node (`<prefix>:uo:<uid>` is the set of
@@ -381,14 +381,14 @@ impl Cluster {
     fn mark_offline(&mut self, uid: &str, now: Duration) {
         const OFFLINE: &[u8] = b"redis.call('SREM', KEYS[1], ARGV[2]) \
             if redis.call('SCARD', KEYS[1]) == 0 then \
-            redis.call('EXPIRE', KEYS[2], ARGV[1]) end return 1";
+            redis.call('PEXPIRE', KEYS[2], ARGV[1]) end return 1";
         if !self.shards[0].commands_up() {
             return;
         }
         self.announced.remove(uid);
         let online = format!("{}:uo:{uid}", self.config.prefix);
         let groups = format!("{}:ug:{uid}", self.config.prefix);
-        let grace = self.grace_secs();
+        let grace = self.grace_millis();
         let node = format!("{:016x}", self.node);
         self.command(
             &[
