@@ -5,7 +5,9 @@
 //! tens of MiB larger once every queue is written or dropped, whenever anything allocated
 //! during the burst still lives above them. When what the server holds (queued bytes, plus an
 //! estimate per connection) falls to a quarter of a peak of at least 16 MiB, this asks glibc
-//! to release every free page in its heap (`malloc_trim`), at most once per second, and less
+//! to release every free page in its heap (`malloc_trim`); again when what was still held at
+//! that trim falls to a quarter (a burst winds down over several seconds); at most once per
+//! second, and less
 //! often each time a trim finds nothing to release (up to once a minute). It owns
 //! no memory and must never run on a hot path: one comparison per loop iteration, a trim only
 //! after a burst. Other allocators and platforms are left alone.
@@ -23,6 +25,9 @@ pub(crate) const CONN_ESTIMATE: usize = 512;
 /// Shortest time between two trims.
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Held bytes at a trim up to which no follow-up trim is worth it.
+const FOLLOW_UP_FLOOR: usize = 1 << 20;
+
 /// Longest time between two trims, reached by doubling after trims that released nothing.
 const TRIM_INTERVAL_MAX: Duration = Duration::from_secs(64);
 
@@ -32,6 +37,9 @@ pub(crate) struct Trimmer {
     /// The most held since the last trim.
     peak: usize,
     last_trim: Option<Duration>,
+    /// What was held at the last trim, while the burst may still be winding down: what is
+    /// freed after the trim is given back once that falls to a quarter again.
+    follow_up: Option<usize>,
     /// The time to wait after the last trim: doubled while trims release nothing (the
     /// held-bytes estimate overstates shared broadcast frames, so a burst may free little).
     interval: Duration,
@@ -42,6 +50,7 @@ impl Default for Trimmer {
         Self {
             peak: 0,
             last_trim: None,
+            follow_up: None,
             interval: TRIM_INTERVAL,
         }
     }
@@ -57,13 +66,17 @@ impl Trimmer {
     fn observe_with(&mut self, held: usize, now: Duration, release: impl FnOnce() -> bool) -> bool {
         self.peak = self.peak.max(held);
         let burst_over = self.peak >= TRIM_PEAK && held <= self.peak / 4;
+        let winding_down = self
+            .follow_up
+            .is_some_and(|at| at > FOLLOW_UP_FLOOR && held <= at / 4);
         let rested = self
             .last_trim
             .map_or(true, |last| now.saturating_sub(last) >= self.interval);
-        if !(burst_over && rested) {
+        if !((burst_over || winding_down) && rested) {
             return false;
         }
         self.peak = held;
+        self.follow_up = Some(held);
         self.last_trim = Some(now);
         self.interval = if release() {
             TRIM_INTERVAL
@@ -116,12 +129,16 @@ mod tests {
             "a quarter of the peak"
         );
         assert!(
-            !trimmer.observe_with(MIB, secs(4), || true),
-            "the peak starts over"
+            trimmer.observe_with(MIB, secs(4), || true),
+            "what was still held at the trim, once a quarter of it is left"
         );
-        assert!(!trimmer.observe_with(32 * MIB, secs(5), || true));
         assert!(
-            trimmer.observe_with(MIB, secs(6), || true),
+            !trimmer.observe_with(0, secs(5), || true),
+            "too little left to be worth another"
+        );
+        assert!(!trimmer.observe_with(32 * MIB, secs(6), || true));
+        assert!(
+            trimmer.observe_with(MIB, secs(7), || true),
             "the next burst"
         );
     }
