@@ -120,11 +120,7 @@ fn a_uid_is_unsubscribed_after_its_last_connection_and_the_linger() {
     let bob = RawClient::login(one.addr, "bob");
     assert_eq!(numsub("bob"), "1", "subscribed before login success");
     drop(bob);
-    let deadline = Instant::now() + WAIT;
-    while numsub("bob") != "0" {
-        assert!(Instant::now() < deadline, "still subscribed to bob");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until("still subscribed to bob", || numsub("bob") == "0");
 }
 
 /// What `/health` of `server` says of the cluster.
@@ -137,15 +133,9 @@ fn cluster_health(server: &BinaryServer) -> String {
 
 /// Waits until `/health` of every node says `state`.
 fn wait_for_health(nodes: &[&BinaryServer], state: &str) {
-    let deadline = Instant::now() + WAIT;
+    let what = format!("the cluster did not become {state}");
     for node in nodes {
-        while cluster_health(node) != state {
-            assert!(
-                Instant::now() < deadline,
-                "the cluster did not become {state}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(&what, || cluster_health(node) == state);
     }
 }
 
@@ -347,6 +337,14 @@ fn a_subscription_that_silently_stops_is_found_by_the_probe_and_repaired() {
     assert_eq!(next_text(&mut bob), "after");
 }
 
+/// An API request with `body`.
+fn request(method: &str, path: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// `request` on `api`, as JSON (status 200 asserted).
 fn api_json(api: std::net::SocketAddr, request: &str) -> serde_json::Value {
     let mut http = Http::connect(api);
@@ -503,12 +501,6 @@ fn groups_hold_on_every_node_and_survive_a_node_restart() {
     let one = node(&redis);
     let mut two = node(&redis);
     let api = one.api.unwrap();
-    let request = |method: &str, path: &str, body: &str| {
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
     let mut alice = RawClient::login(one.addr, "alice");
     let mut bob = RawClient::login(two.addr, "bob");
     // Memberships set through node one, for a uid on each node.
@@ -596,14 +588,9 @@ fn a_uid_keeps_its_groups_for_the_grace_period_after_its_last_connection_anywher
     // Online on two nodes: one of them closing starts no grace period.
     drop(bob_there);
     let ttl = || redis.command(&["TTL", "wspush:ug:bob"]).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while redis.command(&["SCARD", "wspush:uo:bob"]).unwrap() != ":1\r\n" {
-        assert!(
-            Instant::now() < deadline,
-            "node two never counted bob offline"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("node two never counted bob offline", || {
+        redis.command(&["SCARD", "wspush:uo:bob"]).unwrap() == ":1\r\n"
+    });
     assert_eq!(ttl(), ":-1\r\n", "no expiry while bob is online somewhere");
     // Offline everywhere: the groups go once the grace period has passed.
     bob_here.send_text("bob:last words");
@@ -668,12 +655,6 @@ fn a_group_message_right_after_login_reaches_a_member_on_another_node() {
     let redis = RedisServer::start();
     let (one, two) = (node(&redis), node(&redis));
     let api = one.api.unwrap();
-    let request = |method: &str, path: &str, body: &str| {
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
     for round in 0..10 {
         // Added while offline (Redis keeps it), then the uid's first login, on node two.
         let (uid, group) = (format!("late{round}"), format!("club{round}"));

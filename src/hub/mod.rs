@@ -217,21 +217,8 @@ impl<T> Hub<T> {
     /// The subscriptions of `uids` are confirmed (or given up on): their connections' output
     /// may go.
     pub(crate) fn release_held(&mut self, uids: &std::collections::HashSet<Rc<str>>) {
-        if self.held.is_empty() || uids.is_empty() {
-            return;
-        }
-        let mut released = Vec::new();
-        self.held.retain(|&key, uid| {
-            let confirmed = uids.contains(uid);
-            if confirmed {
-                released.push(key);
-            }
-            !confirmed
-        });
-        for key in released {
-            if self.conns.contains(key) && !self.conns[key].outbox.is_empty() {
-                self.mark_dirty(key);
-            }
+        if !self.held.is_empty() && !uids.is_empty() {
+            self.release_held_unless(|uid| !uids.contains(uid));
         }
     }
 
@@ -500,18 +487,16 @@ impl<T> Hub<T> {
     ) -> Delivery {
         if let Some(bus) = &mut self.bus {
             let target = match to {
-                Recipients::Uid(uid) => Some(bus::Target::Uid(
-                    self.registry.name(uid).unwrap_or_else(|| Rc::from(uid)),
-                )),
-                Recipients::All => Some(bus::Target::All),
-                Recipients::Group { group, exclude } => Some(bus::Target::Group(
+                Recipients::Uid(uid) => {
+                    bus::Target::Uid(self.registry.name(uid).unwrap_or_else(|| Rc::from(uid)))
+                }
+                Recipients::All => bus::Target::All,
+                Recipients::Group { group, exclude } => bus::Target::Group(
                     Rc::from(group),
                     exclude.iter().map(|uid| (*uid).to_owned()).collect(),
-                )),
+                ),
             };
-            if let Some(target) = target {
-                bus.publish(target, &message);
-            }
+            bus.publish(target, &message);
         }
         self.deliver_here(to, message, now)
     }
