@@ -202,6 +202,21 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLUSTER_PROBE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub cluster_probe_interval: Duration,
 
+    /// Serve wss (TLS) on --listen with this certificate chain (PEM: the server's certificate
+    /// first, then its intermediates). Reloaded, with --tls-key, on SIGHUP or POST /tls/reload.
+    #[arg(long, env = "WSPUSH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, SEC1 or PKCS#1); checked to match it.
+    #[arg(long, env = "WSPUSH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// TLS handshake steps processed per loop iteration (the first step of a handshake costs a
+    /// signature); the rest wait for the next iteration, so a reconnect storm cannot starve
+    /// established connections.
+    #[arg(long, env = "WSPUSH_MAX_TLS_HANDSHAKES_PER_TURN", default_value_t = 32)]
+    pub max_tls_handshakes_per_turn: usize,
+
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
@@ -290,6 +305,14 @@ impl Cli {
             max_messages_per_turn: self.max_messages_per_turn,
             max_deliveries_per_turn: self.max_deliveries_per_turn,
             read_buffer_size: self.read_buffer_size,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(wspush::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            max_tls_handshakes_per_turn: self.max_tls_handshakes_per_turn,
             api: self.api_listen.0.map(|listen| ApiConfig {
                 listen,
                 key: self.api_key.clone(),

@@ -110,6 +110,14 @@ pub struct Config {
     pub max_deliveries_per_turn: usize,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
     pub read_buffer_size: usize,
+    /// Serve wss (TLS) on `listen` with this certificate and key (`--tls-cert`, `--tls-key`);
+    /// `None` (default): plain ws.
+    pub tls: Option<crate::TlsFiles>,
+    /// TLS handshake steps (each read that advances a handshake: the first one verifies and
+    /// signs) processed per loop iteration (`--max-tls-handshakes-per-turn`, default 32); the
+    /// rest wait for the next iteration, so a reconnect storm cannot starve established
+    /// connections.
+    pub max_tls_handshakes_per_turn: usize,
     /// The HTTP push API; `None` disables it. Default `None` for the library; the binary
     /// enables it on `127.0.0.1:5678`.
     pub api: Option<ApiConfig>,
@@ -314,6 +322,8 @@ impl Default for Config {
             max_messages_per_turn: 64,
             max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
+            tls: None,
+            max_tls_handshakes_per_turn: 32,
             api: None,
             cluster: None,
         }
@@ -452,6 +462,15 @@ impl Config {
                 "--read-buffer-size must be at least {MIN_READ_BUFFER} bytes"
             ));
         }
+        if self.tls.is_some() && self.read_buffer_size < MIN_TLS_READ_BUFFER {
+            return fail(format!(
+                "--read-buffer-size must be at least {MIN_TLS_READ_BUFFER} bytes with TLS (two \
+                 full TLS records)"
+            ));
+        }
+        if self.max_tls_handshakes_per_turn == 0 {
+            return fail("--max-tls-handshakes-per-turn must be at least 1".into());
+        }
         positive(self.handshake_timeout, "--handshake-timeout", false)?;
         positive(self.close_timeout, "--close-timeout", false)?;
         for (value, flag) in [
@@ -553,6 +572,10 @@ const MIN_SOCKET_BUFFER: usize = 4096;
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
 /// Smallest `read_buffer_size` accepted.
 const MIN_READ_BUFFER: usize = 4096;
+
+/// Smallest `read_buffer_size` accepted with TLS: a record is up to 16 KiB and a bit, and the
+/// start of the next one may be held over in front of a read.
+const MIN_TLS_READ_BUFFER: usize = 40 << 10;
 
 fn humane(duration: Duration) -> String {
     format!("{duration:?}")

@@ -195,4 +195,11 @@ impl<'a> Context<'a> {
     pub fn is_shutting_down(&self) -> bool {
         self.hub.is_shutting_down()
     }
+
+    /// Reads the TLS certificate and key again from their files: new handshakes get the new
+    /// certificate, established connections are untouched. On success, what the certificate in
+    /// force now is; on failure why, and the old certificate stays. `None` without TLS.
+    pub fn reload_tls(&mut self) -> Option<Result<String, crate::TlsError>> {
+        self.hub.reload_tls()
+    }
 }

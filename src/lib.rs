@@ -34,6 +34,7 @@ mod net;
 pub mod protocol;
 mod push;
 mod reactor;
+mod tls;
 mod uid;
 mod ws;
 
@@ -47,11 +48,12 @@ pub use handler::{Accept, Handler, Rejection, Request};
 pub use hub::ids::{CloseInfo, ConnId, Initiator, SendStatus};
 pub use hub::outbox::{self, Flushed, Outbox};
 pub use hub::registry;
-pub use hub::stats::{ClusterStats, Gauges, Stats};
+pub use hub::stats::{ClusterStats, Gauges, Stats, TlsStats};
 pub use hub::Delivery;
 pub use protocol::{CloseCode, Message};
 pub use push::{refusal_code, ClientRouting, PushProtocol, DEFAULT_AUTH_MAX_TTL};
 pub use reactor::{BindError, Server, ServerHandle};
+pub use tls::{TlsError, TlsFiles};
 pub use uid::{validate_uid, InvalidUid, BROADCAST_RECIPIENT, MAX_UID_LEN};
 
 /// The README's code examples, compiled and run as doc tests.

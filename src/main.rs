@@ -187,11 +187,12 @@ fn startup_line<H: Handler>(server: &Server<H>, mode: &str) -> String {
         })
     };
     format!(
-        "wspush {} listening on {} (mode {mode}; max connections {}, max message {} B, \
+        "wspush {} listening on {} ({}; mode {mode}; max connections {}, max message {} B, \
          max handshake {} B, send buffer {} B ({} on overflow), handshake timeout {}, \
          login timeout {}, ping every {}, idle timeout {}, close timeout {}, shutdown timeout {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
+        if c.tls.is_some() { "wss" } else { "ws" },
         server.max_connections(),
         c.max_message_size,
         c.max_handshake_size,

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::api::Api;
@@ -35,6 +36,7 @@ use crate::endpoint::{decode_token, Cx, Endpoint, Slot, Tokens, REACTOR};
 use crate::hub::Hub;
 use crate::memory::Trimmer;
 use crate::net::{self, Socket};
+use crate::tls::Identity;
 use crate::ws::WebSocket;
 use crate::{Config, Handler};
 
@@ -92,6 +94,7 @@ struct Shared<H> {
 #[derive(Debug, Default)]
 struct Control {
     shutdown: AtomicBool,
+    reload: AtomicBool,
 }
 
 /// A cloneable, thread-safe handle that can stop a running server.
@@ -106,6 +109,16 @@ impl ServerHandle {
     /// returns). Returns at once.
     pub fn shutdown(&self) {
         self.control.shutdown.store(true, Ordering::SeqCst);
+        if let Err(error) = self.waker.wake() {
+            warn!("could not wake the reactor: {error}");
+        }
+    }
+
+    /// Asks the server to read its TLS certificate and key again, as SIGHUP does (new
+    /// handshakes get the new certificate; a bad file keeps the old one, which the log says).
+    /// Returns at once.
+    pub fn reload_tls(&self) {
+        self.control.reload.store(true, Ordering::SeqCst);
         if let Err(error) = self.waker.wake() {
             warn!("could not wake the reactor: {error}");
         }
@@ -209,9 +222,21 @@ impl<H: Handler> Server<H> {
             ),
             None => None,
         };
+        let identity = match &config.tls {
+            Some(files) => {
+                let identity = Identity::load(files).map_err(|error| BindError {
+                    what: "cannot set up TLS".to_owned(),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, error),
+                })?;
+                info!("serving wss: {}", identity.summary());
+                Some(identity)
+            }
+            None => None,
+        };
         let websocket = WebSocket::new(tokens, Some(listener), &config);
         let scratch = vec![0; config.read_buffer_size];
         let mut hub = Hub::new(config, max_connections);
+        hub.tls = identity;
         if cluster.is_some() {
             hub.bus = Some(Default::default());
         }
@@ -263,10 +288,10 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Shuts down gracefully on SIGINT or SIGTERM; a second signal exits at once.
+    /// Shuts down gracefully on SIGINT or SIGTERM (a second one exits at once); reloads the TLS
+    /// certificate on SIGHUP.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -383,8 +408,17 @@ impl<H: Handler> Server<H> {
     }
 
     fn check_control(&mut self, now: Duration) {
+        if self.control.reload.swap(false, Ordering::SeqCst) {
+            self.reload_tls();
+        }
         if self.control.shutdown.load(Ordering::SeqCst) {
             self.begin_shutdown(now);
+        }
+    }
+
+    fn reload_tls(&mut self) {
+        if self.shared.hub.reload_tls().is_none() {
+            info!("TLS reload asked for, but this server has no certificate (--tls-cert)");
         }
     }
 
@@ -392,7 +426,17 @@ impl<H: Handler> Server<H> {
         let Some(signals) = &mut self.signals else {
             return;
         };
-        if signals.pending().count() == 0 {
+        let (mut stop, mut reload) = (false, false);
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => reload = true,
+                _ => stop = true,
+            }
+        }
+        if reload {
+            self.reload_tls();
+        }
+        if !stop {
             return;
         }
         if self.shutdown_deadline.is_some() {

@@ -2,7 +2,8 @@
 //! ports (so that `127.0.0.1:0` names one port for every worker), starts N copies of this
 //! binary as workers that bind those ports with `SO_REUSEPORT` (the kernel spreads
 //! connections over them) and meet in the cluster's Redis, restarts a worker that dies, and on
-//! SIGTERM or SIGINT asks every worker to shut down and waits for them.
+//! SIGTERM or SIGINT asks every worker to shut down and waits for them; SIGHUP is passed on to
+//! every worker (each reloads its TLS certificate).
 //!
 //! Owns only the child processes and the port reservations. It never touches a connection;
 //! it runs no reactor, so it polls its children and signals at a fixed pace.
@@ -12,7 +13,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::{Domain, Socket, Type};
 
@@ -85,7 +86,7 @@ struct Worker {
 /// Runs `count` workers on `ports` until SIGTERM or SIGINT, then stops them within
 /// `shutdown_timeout` (and a second more), killing any that are still running.
 pub fn supervise(count: usize, ports: &Ports, shutdown_timeout: Duration) -> Result<(), String> {
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mut workers: Vec<Worker> = (0..count)
         .map(|index| Worker {
@@ -98,8 +99,19 @@ pub fn supervise(count: usize, ports: &Ports, shutdown_timeout: Duration) -> Res
         start(worker, ports)?;
     }
     loop {
-        if signals.pending().next().is_some() {
+        let (mut stopping, mut reload) = (false, false);
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => reload = true,
+                _ => stopping = true,
+            }
+        }
+        if stopping {
             return stop(&mut workers, shutdown_timeout);
+        }
+        if reload {
+            // Each worker reads its TLS certificate again.
+            signal_all(&workers, "-HUP");
         }
         for worker in &mut workers {
             let exited = match worker.child.as_mut().map(Child::try_wait) {
@@ -146,18 +158,23 @@ fn start(worker: &mut Worker, ports: &Ports) -> Result<(), String> {
     Ok(())
 }
 
-fn stop(workers: &mut [Worker], shutdown_timeout: Duration) -> Result<(), String> {
-    info!("stopping {} workers", workers.len());
-    for child in workers.iter_mut().filter_map(|w| w.child.as_mut()) {
-        // SIGTERM: each worker closes its clients with 1001, then exits. The standard library
-        // sends only SIGKILL, so this goes through kill(1) (procps), not an unsafe call.
+/// Sends `signal` (as kill(1) names it) to every running worker. The standard library sends
+/// only SIGKILL, so this goes through kill(1) (procps), not an unsafe call.
+fn signal_all(workers: &[Worker], signal: &str) {
+    for child in workers.iter().filter_map(|w| w.child.as_ref()) {
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
         if !status.is_ok_and(|status| status.success()) {
             warn!("could not signal worker pid {}", child.id());
         }
     }
+}
+
+fn stop(workers: &mut [Worker], shutdown_timeout: Duration) -> Result<(), String> {
+    info!("stopping {} workers", workers.len());
+    // SIGTERM: each worker closes its clients with 1001, then exits.
+    signal_all(workers, "-TERM");
     let deadline = Instant::now() + shutdown_timeout + Duration::from_secs(1);
     for worker in workers.iter_mut() {
         let Some(child) = worker.child.as_mut() else {

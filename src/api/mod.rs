@@ -31,6 +31,7 @@ use crate::hub::ids::{has_elapsed, tick, Tick};
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Socket, Transport};
 use crate::{ApiConfig, Handler};
+use mio::net::TcpStream;
 
 /// Unsent response bytes above which a connection is not read until it drains.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
@@ -43,7 +44,7 @@ const API_BACKLOG: u32 = 1024;
 
 /// The push API endpoint: its listener and its connections (over transport `T`: TCP sockets,
 /// or a scripted fake in tests).
-pub(crate) struct Api<T = Socket> {
+pub(crate) struct Api<T = TcpStream> {
     tokens: Tokens,
     /// `None` only for tests, which add connections themselves.
     listener: Option<TcpListener>,
@@ -102,7 +103,7 @@ struct ApiConn<T> {
     in_dirty: bool,
 }
 
-impl Api<Socket> {
+impl Api<TcpStream> {
     /// Binds the API listener and registers it under `tokens` (the configuration was checked by
     /// `Config::checked`, which refuses a non-loopback address without an API key).
     pub(crate) fn bind(
@@ -368,7 +369,7 @@ impl<T: Transport> Api<T> {
     }
 }
 
-impl<H: Handler> Endpoint<H> for Api<Socket> {
+impl<H: Handler> Endpoint<H> for Api<TcpStream> {
     fn on_event(&mut self, slot: Slot, event: &Event, cx: &mut Cx<'_, H>) {
         match slot {
             Slot::Listener => self.accept(cx.registry, cx.now),

@@ -39,6 +39,13 @@ pub(crate) fn stats_json(stats: &Stats, gauges: &Gauges) -> Value {
             "socket_reads": stats.socket_reads,
             "socket_writes": stats.socket_writes,
         },
+        "tls": {
+            "full_handshakes": stats.tls.full_handshakes,
+            "resumed_handshakes": stats.tls.resumed_handshakes,
+            "errors": stats.tls.errors,
+            "reloads": stats.tls.reloads,
+            "failed_reloads": stats.tls.failed_reloads,
+        },
         "closes_by_code": by_key(&stats.closes),
         "handshake_failures_by_status": by_key(&stats.handshake_failures),
         "api_requests_by_status": by_key(&stats.api_requests),
@@ -137,6 +144,39 @@ pub(crate) fn prometheus(stats: &Stats, gauges: &Gauges) -> String {
         "counter",
         "Clients closed for sending faster than the client rate.",
         &one(stats.rate_limited as f64),
+    );
+    metric(
+        "tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by kind (full, resumed).",
+        &[
+            (
+                "{kind=\"full\"}".to_owned(),
+                stats.tls.full_handshakes as f64,
+            ),
+            (
+                "{kind=\"resumed\"}".to_owned(),
+                stats.tls.resumed_handshakes as f64,
+            ),
+        ],
+    );
+    metric(
+        "tls_errors_total",
+        "counter",
+        "TLS sessions that failed (bad client hello, plain HTTP, bad records, alerts).",
+        &one(stats.tls.errors as f64),
+    );
+    metric(
+        "tls_reloads_total",
+        "counter",
+        "Certificate reloads, by result.",
+        &[
+            ("{result=\"ok\"}".to_owned(), stats.tls.reloads as f64),
+            (
+                "{result=\"failed\"}".to_owned(),
+                stats.tls.failed_reloads as f64,
+            ),
+        ],
     );
     metric(
         "bytes_received_total",

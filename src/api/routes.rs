@@ -85,6 +85,7 @@ enum Endpoint<'p> {
     Stats,
     Metrics,
     Health,
+    TlsReload,
 }
 
 /// Answers one request: first who may ask (browsers only from allowed origins; on a keyless
@@ -125,6 +126,16 @@ pub(crate) fn handle(ctx: &mut Context<'_>, api: &ApiConfig, request: &HttpReque
             headers: Vec::new(),
             omit_body: false,
             survey: None,
+        }),
+        Endpoint::TlsReload => Ok(match ctx.reload_tls() {
+            Some(Ok(certificate)) => {
+                Reply::ok(json!({ "reloaded": true, "certificate": certificate }))
+            }
+            Some(Err(error)) => Reply::json(
+                422,
+                &json!({ "reloaded": false, "error": error.to_string(), "kept": "the certificate in force" }),
+            ),
+            None => Reply::error(409, "this server has no TLS certificate (--tls-cert)"),
         }),
         Endpoint::Health if ctx.is_shutting_down() => {
             Ok(Reply::json(503, &json!({ "status": "shutting down" })))
@@ -218,6 +229,7 @@ fn route<'p>(segments: &[&'p str]) -> Option<(&'static [&'static str], Endpoint<
         ["stats"] => (&["GET"], Endpoint::Stats),
         ["metrics"] => (&["GET"], Endpoint::Metrics),
         ["health"] => (&["GET"], Endpoint::Health),
+        ["tls", "reload"] => (&["POST"], Endpoint::TlsReload),
         _ => return None,
     })
 }

@@ -63,6 +63,9 @@ pub(crate) struct Conn<T> {
     /// Input discarded since this connection began closing, in 4 KiB units, at least one per
     /// read (see `Hub::discard_closing`).
     pub(crate) discarded: u8,
+    /// Bytes the transport holds for the socket beyond `outbox` (TLS ciphertext not yet
+    /// written), as it last reported them: charged to the caps like the queue.
+    pub(crate) backlog: u32,
     /// When the current state began.
     pub(crate) since: Tick,
     /// When bytes last arrived.
@@ -95,6 +98,7 @@ impl<T> Conn<T> {
             state: State::Handshake,
             flags: 0,
             discarded: 0,
+            backlog: 0,
             since: now,
             last_seen: now,
             last_ping: now,
@@ -106,6 +110,12 @@ impl<T> Conn<T> {
                 bytes: Vec::new(),
             })),
         }
+    }
+
+    /// What this connection's output holds in memory, as the caps count it: the queue's cost
+    /// and the transport's backlog.
+    pub(crate) fn queued(&self) -> usize {
+        self.outbox.cost() + self.backlog as usize
     }
 
     pub(crate) fn has(&self, flag: u8) -> bool {
@@ -133,7 +143,7 @@ mod tests {
     #[test]
     fn stays_small() {
         // Measured budget for an idle connection's record; growing it costs every connection.
-        let size = std::mem::size_of::<Conn<mio::net::TcpStream>>();
+        let size = std::mem::size_of::<Conn<crate::net::Socket>>();
         assert!(size <= 168, "{size}");
     }
 }

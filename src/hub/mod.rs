@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use log::debug;
+use log::{debug, info, warn};
 use slab::Slab;
 use smallvec::SmallVec;
 
@@ -108,6 +108,8 @@ pub(crate) struct Hub<T> {
     /// In a cluster, connections whose output waits until this node's subscription to their
     /// uid is confirmed (so a push sent right after "login success" reaches them), by slot.
     pub(crate) held: HashMap<usize, Rc<str>>,
+    /// The certificate new wss connections are accepted with (`None`: plain ws).
+    pub(crate) tls: Option<crate::tls::Identity>,
 }
 
 /// One client's allowances: messages (`Config::client_rate`) and the deliveries they cause
@@ -178,6 +180,7 @@ impl<T> Hub<T> {
             rates: HashMap::default(),
             bus: None,
             held: HashMap::default(),
+            tls: None,
         }
     }
 
@@ -399,7 +402,7 @@ impl<T> Hub<T> {
             self.held.remove(&key);
         }
         let conn = self.conns.try_remove(key)?;
-        self.queued_total -= conn.outbox.cost();
+        self.queued_total -= conn.queued();
         if conn.has(OVERFLOW) {
             self.overflow -= 1;
         }
@@ -434,6 +437,49 @@ impl<T> Hub<T> {
     pub(crate) fn queue_answer(&mut self, key: usize, answer: Bytes) {
         self.change_queue(key, |outbox| outbox.push_front(answer));
         self.mark_dirty(key);
+    }
+
+    /// Records what `key`'s transport now holds beyond its queue (see `Conn::backlog`).
+    pub(crate) fn set_backlog(&mut self, key: usize, backlog: usize) {
+        let conn = &mut self.conns[key];
+        let backlog = u32::try_from(backlog).unwrap_or(u32::MAX);
+        self.queued_total = self.queued_total - conn.backlog as usize + backlog as usize;
+        conn.backlog = backlog;
+    }
+
+    /// The connection's TLS session failed (the transport holds the alert, if any): count it,
+    /// end the connection (an open one closes as 1006 for the handler), send what the transport
+    /// holds, then close.
+    pub(crate) fn tls_failed(&mut self, key: usize, now: Duration) {
+        self.stats.tls.errors += 1;
+        match self.conns[key].state {
+            State::Open => self.leave_open(key, CloseCode::ABNORMAL, "", Initiator::Client, now),
+            State::Handshake => {}
+            _ => return,
+        }
+        self.change_queue(key, Outbox::clear);
+        let conn = &mut self.conns[key];
+        conn.spill = None;
+        conn.enter(State::Closing, tick(now));
+        self.mark_dirty(key);
+    }
+
+    /// Builds the TLS configuration again from its files (SIGHUP, the API): new handshakes get
+    /// the new certificate; on failure the old one stays. `None` without TLS.
+    pub(crate) fn reload_tls(&mut self) -> Option<Result<String, crate::TlsError>> {
+        let identity = self.tls.as_mut()?;
+        let result = identity.reload().map(str::to_owned);
+        match &result {
+            Ok(summary) => {
+                self.stats.tls.reloads += 1;
+                info!("TLS certificate reloaded: {summary}");
+            }
+            Err(error) => {
+                self.stats.tls.failed_reloads += 1;
+                warn!("TLS certificate not reloaded, the current one stays: {error}");
+            }
+        }
+        Some(result)
     }
 
     /// Accounts for `cost` written out of a send queue (what its `cost()` went down by).
@@ -793,7 +839,7 @@ impl<T> Hub<T> {
             self.leave_open(key, CloseCode::ABNORMAL, "", Initiator::Client, now);
         }
         let conn = &mut self.conns[key];
-        if conn.outbox.is_empty() || conn.state != State::Closing {
+        if conn.outbox.is_empty() && conn.backlog == 0 || conn.state != State::Closing {
             self.kill(key);
         } else {
             conn.set(PEER_GONE);
@@ -861,7 +907,7 @@ impl<T> Hub<T> {
     pub(crate) fn should_pause_reading(&mut self, key: usize) -> bool {
         let high_water = self.config.max_send_buffer / 2;
         let conn = &mut self.conns[key];
-        if conn.outbox.cost() > high_water {
+        if conn.queued() > high_water {
             conn.set(READ_PAUSED);
         }
         conn.has(READ_PAUSED)
@@ -872,7 +918,7 @@ impl<T> Hub<T> {
     pub(crate) fn may_resume_reading(&mut self, key: usize) -> bool {
         let low_water = self.config.max_send_buffer / 4;
         let conn = &mut self.conns[key];
-        if conn.has(READ_PAUSED) && conn.outbox.cost() <= low_water {
+        if conn.has(READ_PAUSED) && conn.queued() <= low_water {
             conn.clear(READ_PAUSED);
             return true;
         }
@@ -889,7 +935,7 @@ impl<T> Hub<T> {
             conn.last_seen = tick(now);
         }
         conn.clear(BLOCKED);
-        if !conn.outbox.is_empty() {
+        if !conn.outbox.is_empty() || conn.backlog > 0 {
             self.mark_dirty(key);
         }
     }
@@ -994,6 +1040,7 @@ pub(crate) trait Actions {
     fn stats(&self) -> &Stats;
     fn config(&self) -> &Config;
     fn is_shutting_down(&self) -> bool;
+    fn reload_tls(&mut self) -> Option<Result<String, crate::TlsError>>;
     /// Sends `notice` to `conn` once no node is known to hold `uid` (see
     /// `Context::tell_if_offline`).
     fn tell_if_offline(&mut self, uid: &str, conn: ConnId, notice: &str, now: Duration);
@@ -1066,6 +1113,9 @@ impl<T> Actions for Hub<T> {
     }
     fn is_shutting_down(&self) -> bool {
         self.shutting_down
+    }
+    fn reload_tls(&mut self) -> Option<Result<String, crate::TlsError>> {
+        Hub::reload_tls(self)
     }
     fn survey_delivery(&mut self, here: Delivery, now: Duration) -> Option<u64> {
         let bus = self.bus.as_mut()?;
@@ -1165,7 +1215,7 @@ fn offer<T>(
     if conn.state != State::Open {
         return Offered::Queued(SendStatus::Dropped);
     }
-    let queued = conn.outbox.cost();
+    let queued = conn.queued();
     let cost = frame.len() + FRAME_OVERHEAD;
     // Past the total cap, only an empty queue takes a message: every connection still gets
     // one frame per flush, and nothing can pile up (a shared broadcast frame is counted once

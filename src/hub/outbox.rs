@@ -153,6 +153,22 @@ impl Outbox {
         Ok((written, Flushed::All, calls))
     }
 
+    /// The unwritten bytes of each frame, front first (a TLS session encrypts from these).
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        let (one, many) = match &self.frames {
+            Frames::Empty => (None, None),
+            Frames::One(frame) => (Some(frame.as_ref()), None),
+            Frames::Many(queue) => (None, Some(queue.iter().map(Bytes::as_ref))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Counts `n` bytes from the front as sent (they were encrypted and handed on).
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len);
+        self.advance(n.min(self.len));
+    }
+
     fn advance(&mut self, mut n: usize) {
         self.len -= n;
         match &mut self.frames {

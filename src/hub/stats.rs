@@ -36,8 +36,27 @@ pub struct Stats {
     pub socket_reads: u64,
     /// Write calls on WebSocket connections (each a `write` or `writev`).
     pub socket_writes: u64,
+    /// TLS sessions established, by kind of handshake.
+    pub tls: TlsStats,
     /// The cluster's state and counters, when this node is part of one.
     pub cluster: Option<ClusterStats>,
+}
+
+/// What the TLS sessions of wss connections did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TlsStats {
+    /// Full handshakes completed (a certificate signature each).
+    pub full_handshakes: u64,
+    /// Handshakes that resumed an earlier session (a ticket or a cached session id).
+    pub resumed_handshakes: u64,
+    /// Sessions that failed: a bad or unsupported client hello, plain HTTP on the TLS port, a
+    /// record that does not decrypt, an alert from the peer. (A handshake that stalls is
+    /// counted with handshake timeouts, status 408.)
+    pub errors: u64,
+    /// Reloads of the certificate and key that succeeded.
+    pub reloads: u64,
+    /// Reloads that failed; the configuration in force stayed.
+    pub failed_reloads: u64,
 }
 
 /// What this node's cluster endpoint did.

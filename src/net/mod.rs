@@ -1,13 +1,15 @@
 //! The transport layer: everything that touches the operating system's sockets and limits.
 //!
 //! Owns the listening sockets (with their backlog), the one accept policy every listener uses
-//! ([`AcceptGate`]), the [`Transport`] through which connection bytes cross a socket, and the
+//! ([`AcceptGate`]), the [`Transport`]s and [`Wire`]s through which connection bytes cross a
+//! socket (plain, or through a TLS session), and the
 //! open-files limit that bounds how many connections one process can hold. It never interprets
 //! the bytes it moves and knows nothing of connections' state.
 
 mod accept;
 #[cfg(test)]
 mod fake;
+mod tls;
 mod transport;
 
 use std::io;
@@ -19,7 +21,8 @@ use socket2::{Domain, Type};
 pub(crate) use self::accept::AcceptGate;
 #[cfg(test)]
 pub(crate) use self::fake::Fake;
-pub(crate) use self::transport::{Socket, Transport};
+pub(crate) use self::tls::{TlsBuffers, TlsStream};
+pub(crate) use self::transport::{Input, Socket, Transport, Wire};
 
 /// Raises the soft open-files limit to the hard limit and returns the soft limit in force.
 pub(crate) fn raise_open_files_limit() -> usize {

@@ -16,12 +16,14 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, error};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::Interest;
+use rustls::HandshakeKind;
 
 use crate::endpoint::{Cx, Endpoint, Slot, SweepTimer, Tokens};
 use crate::handler::Request;
@@ -29,7 +31,7 @@ use crate::hub::conn::{Spill, State, BLOCKED, DIRTY, IN_READY, PEER_CLOSED, PEER
 use crate::hub::ids::tick;
 use crate::hub::outbox::Flushed;
 use crate::hub::Hub;
-use crate::net::{AcceptGate, Socket, Transport};
+use crate::net::{AcceptGate, Input, Socket, TlsBuffers, TlsStream, Wire};
 use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
 use crate::protocol::http::first_header;
 use crate::protocol::{CloseCode, Event as Frame};
@@ -57,6 +59,10 @@ pub(crate) struct WebSocket {
     /// (an entry for a connection that is gone is skipped when it comes up).
     throttled: BinaryHeap<Reverse<(Duration, usize)>>,
     sweeps: SweepTimer,
+    /// The buffers every TLS session reads and encrypts through.
+    tls: TlsBuffers,
+    /// TLS handshake steps this iteration may still process (`Config::max_tls_handshakes_per_turn`).
+    handshakes_left: usize,
 }
 
 impl WebSocket {
@@ -81,6 +87,8 @@ impl WebSocket {
             deferred: Vec::new(),
             throttled: BinaryHeap::new(),
             sweeps: SweepTimer::quarter_of(shortest),
+            tls: TlsBuffers::default(),
+            handshakes_left: config.max_tls_handshakes_per_turn,
         }
     }
 
@@ -102,7 +110,17 @@ impl WebSocket {
                 error!("could not register a connection: {error}");
                 continue;
             }
-            hub.insert(stream, peer, over_limit, cx.now);
+            let socket = match &hub.tls {
+                None => Socket::Tcp(stream),
+                Some(identity) => match TlsStream::new(stream, Arc::clone(identity.config())) {
+                    Ok(session) => Socket::Tls(Box::new(session)),
+                    Err(error) => {
+                        error!("could not start a TLS session: {error}");
+                        continue;
+                    }
+                },
+            };
+            hub.insert(socket, peer, over_limit, cx.now);
         }
     }
 
@@ -194,7 +212,7 @@ impl WebSocket {
     }
 
     /// Reads from every connection with input, within each one's budget.
-    fn read_ready<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>) {
+    fn read_ready<H: Handler, T: Wire + 'static>(&mut self, cx: &mut Cx<'_, H, T>) {
         let mut ready = std::mem::take(&mut self.ready);
         for &key in &ready {
             if let Some(conn) = cx.hub.conns.get_mut(key) {
@@ -209,7 +227,7 @@ impl WebSocket {
         }
     }
 
-    fn read_conn<H: Handler, T: Transport + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
+    fn read_conn<H: Handler, T: Wire + 'static>(&mut self, cx: &mut Cx<'_, H, T>, key: usize) {
         let conn = &cx.hub.conns[key];
         if conn.state == State::Open
             && (cx.hub.should_pause_reading(key) || self.throttle(cx.hub, key, cx.now))
@@ -241,40 +259,68 @@ impl WebSocket {
                 return;
             }
             let conn = &mut cx.hub.conns[key];
-            match conn.transport.read(cx.scratch) {
-                Ok(0) => {
+            let handshaking = conn.transport.is_handshaking();
+            if handshaking {
+                if self.handshakes_left == 0 {
+                    // This iteration's handshake work is done: the rest wait for the next.
+                    self.defer(cx.hub, key);
+                    return;
+                }
+                self.handshakes_left -= 1;
+            }
+            let received = conn.transport.receive(cx.scratch, &mut self.tls);
+            if handshaking {
+                self.after_handshake_step(cx.hub, key);
+            }
+            match received {
+                Ok(Input::End) => {
                     // Nothing more will arrive: stop reading, write what is owed, then drop.
-                    conn.clear(READABLE);
+                    cx.hub.conns[key].clear(READABLE);
                     cx.hub.peer_eof(key, cx.now);
                     return;
                 }
-                Ok(n) => {
-                    cx.hub.record_read(key, n, cx.now);
-                    if on_bytes(cx, key, n, &mut budget) {
+                Ok(Input::Bytes {
+                    plain,
+                    raw,
+                    drained,
+                }) => {
+                    cx.hub.record_read(key, raw, cx.now);
+                    if plain > 0 && on_bytes(cx, key, plain, &mut budget) {
                         // The message budget ran out: the rest waits for the next turn.
                         self.defer(cx.hub, key);
                         return;
                     }
-                    // A short read emptied the receive queue; data arriving later raises a new
-                    // edge, so skip the read that would only say `WouldBlock` (one syscall per
-                    // read event; tokio relies on the same epoll behaviour). Not after a FIN:
-                    // that raises no further edge.
+                    // A short read emptied the receive queue (and a TLS session keeps no
+                    // plaintext back); data arriving later raises a new edge, so skip the read
+                    // that would only say `WouldBlock` (one syscall per read event; tokio
+                    // relies on the same epoll behaviour). Not after a FIN: that raises no
+                    // further edge.
                     let conn = &mut cx.hub.conns[key];
-                    if n < cx.scratch.len() && !conn.has(PEER_CLOSED) {
+                    if drained && !conn.has(PEER_CLOSED) {
                         conn.clear(READABLE);
                         return;
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    conn.clear(READABLE);
+                    cx.hub.conns[key].clear(READABLE);
                     return;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    // The TLS session failed; the alert for the peer is in the backlog.
+                    debug!("{}: TLS: {error}", cx.hub.id_of(key));
+                    cx.hub.tls_failed(key, cx.now);
+                    self.note_backlog(cx.hub, key);
+                    return;
+                }
                 Err(error) => {
                     debug!("{}: read failed: {error}", cx.hub.id_of(key));
                     cx.hub.vanish(key, cx.now);
                     return;
                 }
+            }
+            if cx.hub.conns[key].state == State::Dead {
+                return;
             }
         }
         // Budget spent with input possibly left: continue next turn.
@@ -283,8 +329,33 @@ impl WebSocket {
         }
     }
 
+    /// After input that advanced a TLS handshake: counts it once done, and has what the
+    /// session must send (its handshake messages) written in this iteration's flush.
+    fn after_handshake_step<T: Wire>(&mut self, hub: &mut Hub<T>, key: usize) {
+        let transport = &hub.conns[key].transport;
+        if !transport.is_handshaking() {
+            match transport.handshake_kind() {
+                Some(HandshakeKind::Resumed) => hub.stats.tls.resumed_handshakes += 1,
+                Some(_) => hub.stats.tls.full_handshakes += 1,
+                None => {}
+            }
+        }
+        self.note_backlog(hub, key);
+    }
+
+    /// Charges what `key`'s transport holds to the caps, and flushes it if it holds any.
+    fn note_backlog<T: Wire>(&mut self, hub: &mut Hub<T>, key: usize) {
+        let backlog = hub.conns[key].transport.backlog();
+        if backlog != hub.conns[key].backlog as usize {
+            hub.set_backlog(key, backlog);
+        }
+        if backlog > 0 {
+            hub.mark_dirty(key);
+        }
+    }
+
     /// Writes every dirty connection's queue.
-    fn write_dirty<T: Transport>(&mut self, hub: &mut Hub<T>, now: Duration) {
+    fn write_dirty<T: Wire>(&mut self, hub: &mut Hub<T>, now: Duration) {
         let mut dirty = std::mem::take(&mut hub.dirty);
         for &key in &dirty {
             let held = hub.is_held(key);
@@ -298,9 +369,11 @@ impl WebSocket {
                 continue;
             }
             let cost_before = conn.outbox.cost();
-            let result = conn.outbox.write_to(&mut conn.transport);
+            let result = conn.transport.send(&mut conn.outbox, &mut self.tls);
             let written_cost = cost_before - conn.outbox.cost();
+            let backlog = conn.transport.backlog();
             hub.release_queued(written_cost);
+            hub.set_backlog(key, backlog);
             match result {
                 Ok((written, flushed, calls)) => {
                     hub.stats.socket_writes += calls;
@@ -321,7 +394,7 @@ impl WebSocket {
         self.release_deferred(hub);
     }
 
-    fn after_write<T: Transport>(
+    fn after_write<T: Wire>(
         &mut self,
         hub: &mut Hub<T>,
         key: usize,
@@ -335,11 +408,24 @@ impl WebSocket {
             // Everything including the close frame is out. The peer already closed: done.
             // Otherwise send FIN, then read until the peer closes too, so unread input cannot
             // turn our close into a reset.
-            if conn.has(PEER_GONE) || conn.transport.shutdown_write().is_err() {
+            if conn.has(PEER_GONE) {
                 hub.kill(key);
                 return;
             }
-            hub.drain(key, now);
+            match conn.transport.close_write(&mut self.tls) {
+                Ok(Flushed::All) => hub.drain(key, now),
+                Ok(Flushed::Blocked) => {
+                    // A TLS close_notify waits for room; written on the next writable edge.
+                    conn.set(BLOCKED);
+                    let backlog = conn.transport.backlog();
+                    hub.set_backlog(key, backlog);
+                    return;
+                }
+                Err(_) => {
+                    hub.kill(key);
+                    return;
+                }
+            }
         }
         if hub.may_resume_reading(key) && hub.conns[key].has(READABLE) {
             self.mark_ready(hub, key);
@@ -347,7 +433,7 @@ impl WebSocket {
     }
 
     /// Drops the connections that died this iteration; true if any did.
-    fn reap<T: Transport>(&mut self, hub: &mut Hub<T>, registry: &mio::Registry) -> bool {
+    fn reap<T: Wire>(&mut self, hub: &mut Hub<T>, registry: &mio::Registry) -> bool {
         let freed = !hub.dead.is_empty();
         for key in std::mem::take(&mut hub.dead) {
             if let Some(mut transport) = hub.remove(key) {
@@ -387,6 +473,7 @@ impl<H: Handler> Endpoint<H> for WebSocket {
 
     fn flush(&mut self, cx: &mut Cx<'_, H>) {
         self.write_dirty(cx.hub, cx.now);
+        self.handshakes_left = cx.hub.config.max_tls_handshakes_per_turn;
         // `on_close` still sees the records of connections that died writing.
         cx.report_closes();
         if self.reap(cx.hub, cx.registry) && self.gate.is_paused() {

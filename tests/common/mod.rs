@@ -15,6 +15,7 @@ use wspush::{Config, Handler, Server, ServerHandle};
 
 pub mod http;
 pub mod redis;
+pub mod tls;
 
 /// Longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
