@@ -4,7 +4,7 @@
 //! the server does with clients that are not TLS at all or stall in the handshake.
 
 mod common;
-use common::tls::{self, client_config, connect, files, raw};
+use common::tls::{self, client_config, connect, files, peer_subject, raw};
 use common::*;
 
 use std::io::{Read, Write};
@@ -262,4 +262,173 @@ fn a_handshake_budget_of_one_per_turn_still_serves_every_client() {
     for client in &mut clients {
         assert_eq!(client.read().unwrap(), Message::text("everyone"));
     }
+}
+
+/// A directory of its own for one test's certificate files, removed on drop.
+struct CertDir(std::path::PathBuf);
+
+impl CertDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wspush-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.0.join("cert.pem")
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.0.join("key.pem")
+    }
+
+    /// Puts test certificate `name` in place, as a renewal would (write, then rename).
+    fn install(&self, name: &str) {
+        for (from, to) in [
+            (tls::cert_path(&format!("{name}.pem")), self.cert()),
+            (tls::cert_path(&format!("{name}.key")), self.key()),
+        ] {
+            let staged = to.with_extension("new");
+            std::fs::copy(from, &staged).unwrap();
+            std::fs::rename(staged, to).unwrap();
+        }
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits (bounded) for a log line containing `needle`.
+fn expect_log(server: &BinaryServer, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = server
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn sighup_and_the_api_reload_the_certificate_and_a_bad_file_keeps_the_old_one() {
+    let dir = CertDir::new("reload");
+    dir.install("ecdsa");
+    let (cert, key) = (dir.cert(), dir.key());
+    let server = BinaryServer::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let subject = || peer_subject(&raw(server.addr, client_config()).conn);
+    assert_eq!(subject(), "wspush test A");
+    // A client connected before the renewal stays connected through it.
+    let mut before = connect(server.addr, "/");
+    before.send(Message::text("early")).unwrap();
+    assert!(before.read().unwrap().is_text());
+
+    dir.install("ecdsa-b");
+    server.signal(libc::SIGHUP);
+    expect_log(&server, "TLS certificate reloaded");
+    assert_eq!(subject(), "wspush test B");
+
+    // A broken certificate: the reload fails, says why, and B stays in force.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    server.signal(libc::SIGHUP);
+    let line = expect_log(&server, "not reloaded");
+    assert!(line.contains("cert.pem"), "{line}");
+    assert_eq!(subject(), "wspush test B");
+
+    // The API route: a key that does not belong to the certificate is refused, then RSA.
+    std::fs::copy(tls::cert_path("rsa.pem"), &cert).unwrap();
+    let reload = || {
+        http::Http::connect(server.api.unwrap())
+            .request("POST /tls/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+    };
+    let refused = reload();
+    assert_eq!(refused.status(), 422, "{}", refused.text());
+    assert!(
+        refused.text().contains("does not belong"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(subject(), "wspush test B");
+    std::fs::copy(tls::cert_path("rsa.key"), &key).unwrap();
+    let accepted = reload();
+    assert_eq!(accepted.status(), 200, "{}", accepted.text());
+    assert_eq!(subject(), "wspush test RSA");
+
+    // The first client never noticed.
+    before.send(Message::text("still here")).unwrap();
+    assert!(before.read().unwrap().is_text());
+    let stats = http::Http::connect(server.api.unwrap())
+        .request("GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .json();
+    assert_eq!(stats["tls"]["reloads"], 2, "{stats}");
+    assert_eq!(stats["tls"]["failed_reloads"], 2, "{stats}");
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused_at_start_up_naming_the_file() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wspush"))
+        .args(["--listen", "127.0.0.1:0", "--api-listen", "off"])
+        .arg("--tls-cert")
+        .arg(tls::cert_path("ecdsa.pem"))
+        .arg("--tls-key")
+        .arg(tls::cert_path("rsa.key"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rsa.key"), "{stderr}");
+    assert!(stderr.contains("does not belong"), "{stderr}");
+    // One of the pair without the other is refused by the flag parser.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wspush"))
+        .args(["--listen", "127.0.0.1:0", "--tls-cert", "x.pem"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--tls-key"));
+}
+
+#[test]
+fn a_wss_client_that_never_reads_is_held_to_its_send_cap_ciphertext_included() {
+    let cap = 64 << 10;
+    let server = TestServer::push(Config {
+        max_send_buffer: cap,
+        // Small kernel buffers, so that the server's queue fills soon.
+        socket_send_buffer: Some(16 << 10),
+        api: Some(wspush::ApiConfig::default()),
+        ..tls_config("ecdsa")
+    });
+    let _sleeper = login(server.addr, "sleeper");
+    let mut sender = login(server.addr, "sender");
+    let body = "z".repeat(1000);
+    for _ in 0..2000 {
+        sender
+            .send(Message::text(format!("sleeper:{body}")))
+            .unwrap();
+    }
+    // Something sent after the flood is answered: the server kept serving.
+    // (Before it, the sender hears of each message dropped for the sleeper.)
+    sender.send(Message::text("sender:done")).unwrap();
+    loop {
+        let Message::Text(text) = sender.read().unwrap() else {
+            panic!("a text message")
+        };
+        if text.as_str() == "done" {
+            break;
+        }
+        assert!(text.contains("not keeping up"), "{text}");
+    }
+    let stats = wait_for_stats(&server, |s| s["messages"]["dropped"].as_u64() > Some(0));
+    let queued = stats["queued_bytes"].as_u64().unwrap();
+    // The cap, plus the one frame an empty queue always takes, plus one record of ciphertext.
+    assert!(queued <= (cap + 1100 + (17 << 10)) as u64, "{stats}");
 }

@@ -11,8 +11,12 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 use wspush::protocol::frame::{encode_header, MAX_HEADER_LEN};
@@ -21,6 +25,9 @@ use wspush::protocol::{Decoder, Event, Message, OpCode, Role};
 
 const REQUEST_HEAD: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// The name a `--tls` client expects in the server's certificate.
+pub const TLS_NAME: &str = "localhost";
 
 /// Largest message a bench client accepts.
 const MAX_MESSAGE: usize = 16 << 20;
@@ -52,6 +59,8 @@ enum Stage {
 
 struct Client {
     stream: TcpStream,
+    /// The TLS session over `stream`, with `--tls`.
+    tls: Option<Box<ClientConnection>>,
     stage: Stage,
     started: Instant,
     handshake: Duration,
@@ -79,6 +88,8 @@ pub struct Fleet {
     spare: Vec<Socket>,
     /// Send the login right behind the upgrade request instead of after the `101`.
     early_login: bool,
+    /// wss: the client configuration every connection's TLS session starts from.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl Fleet {
@@ -87,7 +98,11 @@ impl Fleet {
     /// the upgrade request, saving a round trip; RFC 6455 §4.1 has a client wait for the
     /// server's answer first, so this works only with servers that keep bytes following the
     /// request (wspush does).
-    pub fn new(addrs: Vec<SocketAddr>, early_login: bool) -> io::Result<Self> {
+    pub fn new(
+        addrs: Vec<SocketAddr>,
+        early_login: bool,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -104,6 +119,7 @@ impl Fleet {
             dirty: Vec::new(),
             spare: Vec::new(),
             early_login,
+            tls,
         })
     }
 
@@ -168,8 +184,19 @@ impl Fleet {
             uid.as_bytes(),
             key_bytes,
         );
+        let tls = match &self.tls {
+            Some(config) => Some(Box::new(
+                ClientConnection::new(
+                    Arc::clone(config),
+                    ServerName::try_from(TLS_NAME).map_err(io::Error::other)?,
+                )
+                .map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
         let client = entry.insert(Client {
             stream,
+            tls,
             stage: Stage::Connecting,
             started: Instant::now(),
             handshake: Duration::ZERO,
@@ -228,7 +255,7 @@ impl Fleet {
             if !client.blocked && client.stage != Stage::Connecting {
                 write_out(client);
             }
-            !client.out.is_empty()
+            has_output(client)
         });
         self.dirty = dirty;
     }
@@ -267,7 +294,7 @@ impl Fleet {
                 }
                 client.blocked = false;
                 write_out(client);
-                if !client.out.is_empty() {
+                if has_output(client) {
                     self.dirty.push(key);
                 }
             }
@@ -281,7 +308,7 @@ impl Fleet {
     fn read(&mut self, key: usize, peer_closed: bool, on_event: &mut impl FnMut(FleetEvent<'_>)) {
         loop {
             let client = &mut self.clients[key];
-            let n = match client.stream.read(&mut self.scratch) {
+            let n = match read_in(client, &mut self.scratch) {
                 Ok(0) => return self.close(key, "server closed the TCP connection", on_event),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -305,13 +332,13 @@ impl Fleet {
                 start = n - extra;
                 client.head = Vec::new();
                 if !client.login.is_empty() {
-                    let had_output = !client.out.is_empty();
+                    let had_output = has_output(client);
                     client.out.append(&mut client.login);
                     client.login = Vec::new();
                     if !client.blocked {
                         write_out(client);
                     }
-                    if !had_output && !client.out.is_empty() {
+                    if !had_output && has_output(client) {
                         self.dirty.push(key);
                     }
                 }
@@ -319,7 +346,7 @@ impl Fleet {
             if let Err(why) = self.decode(key, start, n, on_event) {
                 return self.close(key, &why, on_event);
             }
-            if n < self.scratch.len() && !peer_closed {
+            if n < self.scratch.len() && !peer_closed && self.clients[key].tls.is_none() {
                 // A short read emptied the receive queue; new data raises a new edge (a FIN
                 // already seen does not, so then read on to the end of the stream).
                 return;
@@ -410,8 +437,60 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Reads what the server sent: from the socket, or decrypted from the TLS session (which reads
+/// the socket until it would block, writing the handshake's answers on the way).
+fn read_in(client: &mut Client, buf: &mut [u8]) -> io::Result<usize> {
+    let Some(tls) = &mut client.tls else {
+        return client.stream.read(buf);
+    };
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if tls.read_tls(&mut client.stream)? == 0 {
+            return Ok(0);
+        }
+        tls.process_new_packets().map_err(io::Error::other)?;
+        if write_tls(tls, &mut client.stream) {
+            client.blocked = true;
+        }
+    }
+}
+
+/// Writes the TLS session's ciphertext; true if the socket is full.
+fn write_tls(tls: &mut ClientConnection, stream: &mut TcpStream) -> bool {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // WouldBlock: the writable event goes on; anything else: the read side reports it.
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Whether a client has output the socket has not taken.
+fn has_output(client: &Client) -> bool {
+    !client.out.is_empty() || client.tls.as_ref().is_some_and(|tls| tls.wants_write())
+}
+
 /// Writes what the kernel takes of a client's pending output.
 fn write_out(client: &mut Client) {
+    if let Some(tls) = &mut client.tls {
+        if client.written < client.out.len() {
+            // Buffered by the session until its handshake is done, then encrypted.
+            let _ = tls.writer().write_all(&client.out[client.written..]);
+            client.out.clear();
+            client.written = 0;
+        }
+        if write_tls(tls, &mut client.stream) {
+            client.blocked = true;
+        }
+        return;
+    }
     while client.written < client.out.len() {
         match client.stream.write(&client.out[client.written..]) {
             Ok(n) => client.written += n,

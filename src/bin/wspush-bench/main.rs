@@ -74,6 +74,14 @@ struct Cli {
     /// does).
     #[arg(long, global = true)]
     early_login: bool,
+    /// Connect over wss (TLS), trusting the certificates in this PEM file (for the repo's
+    /// test certificates: tests/certs/ca.pem); the server's certificate must name `localhost`.
+    #[arg(long, global = true, value_name = "CA_PEM")]
+    tls: Option<std::path::PathBuf>,
+    /// With --tls: resume sessions with the tickets earlier connections received (TLS 1.3
+    /// resumption), instead of a full handshake per connection.
+    #[arg(long, global = true)]
+    tls_resume: bool,
     /// Set by the parent on its children: this process's shard, as INDEX/COUNT.
     #[arg(long, global = true, hide = true)]
     shard: Option<String>,
@@ -307,19 +315,54 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
     })
 }
 
-fn setup(cli: &Cli, shard: Shard) -> Setup {
-    Setup {
+fn setup(cli: &Cli, shard: Shard) -> Result<Setup, String> {
+    Ok(Setup {
         addrs: cli.addr.clone(),
         shard,
         timeout: cli.timeout,
         concurrency: cli.concurrency,
         early_login: cli.early_login,
+        tls: match &cli.tls {
+            Some(ca) => Some(tls_client(ca, cli.tls_resume)?),
+            None => None,
+        },
+    })
+}
+
+/// A TLS client configuration trusting the certificates in `ca`, with session resumption
+/// only if `resume`.
+fn tls_client(
+    ca: &std::path::Path,
+    resume: bool,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--tls {}: {e}", ca.display()))?
+    {
+        let cert = cert.map_err(|e| format!("--tls {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("--tls {}: {e}", ca.display()))?;
     }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = if resume {
+        // Room for a ticket per connection in flight.
+        rustls::client::Resumption::in_memory_sessions(65_536)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
+    Ok(std::sync::Arc::new(config))
 }
 
 /// Runs this process's shard; `ready` is called once its connections are up.
 fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, String> {
-    let setup = setup(cli, shard);
+    let setup = setup(cli, shard)?;
     let result = match cli.scenario {
         Scenario::Connect { conns, rate } => scenarios::connect(&setup, conns, rate, ready),
         Scenario::Direct {

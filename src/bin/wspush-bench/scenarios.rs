@@ -44,6 +44,8 @@ pub struct Setup {
     pub concurrency: usize,
     /// Send each login right behind its upgrade request (see `Fleet::new`).
     pub early_login: bool,
+    /// Connect over wss with this client configuration (`--tls`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Connections opened and logged in, by global index.
@@ -97,7 +99,7 @@ pub fn populate(
 ) -> std::io::Result<Population> {
     let range = setup.shard.range(total);
     let mut population = Population {
-        fleet: Fleet::new(setup.addrs.clone(), setup.early_login)?,
+        fleet: Fleet::new(setup.addrs.clone(), setup.early_login, setup.tls.clone())?,
         index_of_key: Vec::new(),
         keys: Vec::new(),
         range: range.clone(),
