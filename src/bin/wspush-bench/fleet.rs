@@ -90,6 +90,8 @@ pub struct Fleet {
     early_login: bool,
     /// wss: the client configuration every connection's TLS session starts from.
     tls: Option<Arc<ClientConfig>>,
+    /// TLS handshakes that resumed an earlier session.
+    tls_resumed: u64,
 }
 
 impl Fleet {
@@ -120,6 +122,7 @@ impl Fleet {
             spare: Vec::new(),
             early_login,
             tls,
+            tls_resumed: 0,
         })
     }
 
@@ -227,6 +230,11 @@ impl Fleet {
         Some(client.stream)
     }
 
+    /// TLS handshakes so far that resumed an earlier session (`--tls-resume`).
+    pub fn tls_resumed(&self) -> u64 {
+        self.tls_resumed
+    }
+
     /// Connections not yet closed.
     pub fn live(&self) -> usize {
         self.clients.len()
@@ -327,6 +335,11 @@ impl Fleet {
                 }
                 client.handshake = client.started.elapsed();
                 client.stage = Stage::LoggingIn;
+                if client.tls.as_ref().and_then(|tls| tls.handshake_kind())
+                    == Some(rustls::HandshakeKind::Resumed)
+                {
+                    self.tls_resumed += 1;
+                }
                 // Whatever followed the answer is already frame data.
                 let extra = client.head.len() - (end + 4);
                 start = n - extra;

@@ -19,6 +19,7 @@ mod floor;
 mod procstat;
 mod report;
 mod scenarios;
+mod tickets;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -352,8 +353,7 @@ fn tls_client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.resumption = if resume {
-        // Room for a ticket per connection in flight.
-        rustls::client::Resumption::in_memory_sessions(65_536)
+        rustls::client::Resumption::store(std::sync::Arc::new(tickets::TicketPool::default()))
     } else {
         rustls::client::Resumption::disabled()
     };
@@ -681,6 +681,9 @@ fn summarize(
         "handshake_us": merged_hist(shards, "handshake_hist").summary(),
         "bind_us": merged_hist(shards, "bound_hist").summary(),
     });
+    if cli.tls.is_some() {
+        out["tls_resumed_handshakes"] = json!(sum(shards, "tls_resumed"));
+    }
     if conns > 0 {
         // Who limits the connect rate: both sides' CPU per connection while connecting.
         let tool_cpu_ns = sum(shards, "connect_cpu_ns");

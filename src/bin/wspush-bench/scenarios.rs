@@ -82,6 +82,7 @@ impl Population {
             "first_error": self.first_error,
             "connect_elapsed_ns": self.elapsed.as_nanos() as u64,
             "connect_cpu_ns": self.cpu.as_nanos() as u64,
+            "tls_resumed": self.fleet.tls_resumed(),
             "handshake_hist": self.handshake.encode(),
             "bound_hist": self.bound.encode(),
         })
