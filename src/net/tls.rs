@@ -163,7 +163,9 @@ impl TlsStream {
             }
         }
         let end = held + raw;
-        let (decrypted, used) = self.process(&mut bufs.input[..end], plain)?;
+        let (decrypted, used) = self
+            .process(&mut bufs.input[..end], plain)
+            .inspect_err(|_| self.failed = true)?;
         self.partial.clear();
         self.partial.extend_from_slice(&bufs.input[used..end]);
         if self.partial.is_empty() {

@@ -269,8 +269,14 @@ impl WebSocket {
                 self.handshakes_left -= 1;
             }
             let received = conn.transport.receive(cx.scratch, &mut self.tls);
-            if handshaking {
-                self.after_handshake_step(cx.hub, key);
+            if handshaking && received.is_ok() {
+                self.count_handshake(cx.hub, key);
+            }
+            let conn = &cx.hub.conns[key];
+            if conn.backlog > 0 || conn.transport.backlog() > 0 {
+                // What the TLS session must send now (handshake messages, tickets, a key
+                // update, an alert) goes out in this iteration's flush.
+                self.note_backlog(cx.hub, key);
             }
             match received {
                 Ok(Input::End) => {
@@ -285,10 +291,16 @@ impl WebSocket {
                     drained,
                 }) => {
                     cx.hub.record_read(key, raw, cx.now);
-                    if plain > 0 && on_bytes(cx, key, plain, &mut budget) {
-                        // The message budget ran out: the rest waits for the next turn.
-                        self.defer(cx.hub, key);
-                        return;
+                    if plain > 0 {
+                        if on_bytes(cx, key, plain, &mut budget) {
+                            // The message budget ran out: the rest waits for the next turn.
+                            self.defer(cx.hub, key);
+                            return;
+                        }
+                    } else if matches!(cx.hub.conns[key].state, State::Closing | State::Draining) {
+                        // TLS records that decrypt to nothing (or a failed session's input)
+                        // count against what a closing peer may still send, like plaintext.
+                        cx.hub.discard_closing(key, raw);
                     }
                     // A short read emptied the receive queue (and a TLS session keeps no
                     // plaintext back); data arriving later raises a new edge, so skip the read
@@ -329,9 +341,8 @@ impl WebSocket {
         }
     }
 
-    /// After input that advanced a TLS handshake: counts it once done, and has what the
-    /// session must send (its handshake messages) written in this iteration's flush.
-    fn after_handshake_step<T: Wire>(&mut self, hub: &mut Hub<T>, key: usize) {
+    /// After input that advanced a TLS handshake: counts the handshake if it is now done.
+    fn count_handshake<T: Wire>(&mut self, hub: &mut Hub<T>, key: usize) {
         let transport = &hub.conns[key].transport;
         if !transport.is_handshaking() {
             match transport.handshake_kind() {
@@ -340,7 +351,6 @@ impl WebSocket {
                 None => {}
             }
         }
-        self.note_backlog(hub, key);
     }
 
     /// Charges what `key`'s transport holds to the caps, and flushes it if it holds any.
