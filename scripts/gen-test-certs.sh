@@ -5,6 +5,7 @@
 #   ecdsa.pem / ecdsa.key      P-256, PKCS#8 key            (the default in tests)
 #   rsa.pem / rsa.key          RSA 2048, PKCS#1 key
 #   ecdsa-b.pem / ecdsa-b.key  P-256, SEC1 key, another subject (the reload tests swap to it)
+#   ecdsa.spki-sha256          ecdsa.pem's public-key hash, which tests/browser.rs gives Chromium
 # Clients trust ca.pem. Needs the openssl command-line tool.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../tests/certs"
@@ -25,6 +26,9 @@ sign() { # name subject key-file
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ecdsa.key
 sign ecdsa "wspush test A" ecdsa.key
+# What Chromium trusts in tests/browser.rs (--ignore-certificate-errors-spki-list): the base64
+# SHA-256 of the leaf's DER SubjectPublicKeyInfo.
+openssl x509 -in ecdsa.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64 > ecdsa.spki-sha256
 
 openssl genrsa -traditional -out rsa.key 2048 2>/dev/null || openssl genrsa -out rsa.key 2048
 sign rsa "wspush test RSA" rsa.key
