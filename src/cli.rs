@@ -202,6 +202,16 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_CLUSTER_PROBE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub cluster_probe_interval: Duration,
 
+    /// permessage-deflate: `shared` accepts a client's offer (without context takeover, so one
+    /// compressor per reactor serves everyone and a broadcast is compressed once), `off`
+    /// declines it.
+    #[arg(long, env = "WSPUSH_COMPRESSION", value_enum, default_value_t = CompressionMode::Shared)]
+    pub compression: CompressionMode,
+
+    /// Messages shorter than this go out uncompressed even where deflate was negotiated.
+    #[arg(long, env = "WSPUSH_COMPRESSION_THRESHOLD", default_value = "512B", value_parser = parse_size)]
+    pub compression_threshold: usize,
+
     /// Serve wss (TLS) on --listen with this certificate chain (PEM: the server's certificate
     /// first, then its intermediates). Reloaded, with --tls-key, on SIGHUP or POST /tls/reload.
     #[arg(long, env = "WSPUSH_TLS_CERT", requires = "tls_key")]
@@ -220,6 +230,15 @@ pub struct Cli {
     /// Size of the one read buffer shared by all connections.
     #[arg(long, env = "WSPUSH_READ_BUFFER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub read_buffer_size: usize,
+}
+
+/// Whether messages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionMode {
+    /// Decline permessage-deflate.
+    Off,
+    /// Accept it, with one shared compressor and decompressor.
+    Shared,
 }
 
 /// What the server does with messages.
@@ -305,6 +324,11 @@ impl Cli {
             max_messages_per_turn: self.max_messages_per_turn,
             max_deliveries_per_turn: self.max_deliveries_per_turn,
             read_buffer_size: self.read_buffer_size,
+            compression: match self.compression {
+                CompressionMode::Off => wspush::Compression::Off,
+                CompressionMode::Shared => wspush::Compression::Shared,
+            },
+            compression_threshold: self.compression_threshold,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(wspush::TlsFiles {
                     cert: cert.clone(),

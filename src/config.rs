@@ -17,6 +17,18 @@ pub enum SlowConsumerPolicy {
     Close,
 }
 
+/// Whether the server compresses messages (permessage-deflate, RFC 7692).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Decline every client's offer: messages travel as they are.
+    Off,
+    /// Accept a client's permessage-deflate offer without context takeover either way, so that
+    /// one compressor and one decompressor per reactor serve every connection; a message sent
+    /// to many is compressed once (default).
+    #[default]
+    Shared,
+}
+
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,6 +122,12 @@ pub struct Config {
     pub max_deliveries_per_turn: usize,
     /// Size of the single read buffer the reactor shares between all connections. Default 64 KiB.
     pub read_buffer_size: usize,
+    /// permessage-deflate (`--compression`, default `shared`).
+    pub compression: Compression,
+    /// Messages shorter than this go out uncompressed even to connections that negotiated
+    /// deflate (`--compression-threshold`, default 512 bytes): below it, compressing saves
+    /// fewer bytes than it costs.
+    pub compression_threshold: usize,
     /// Serve wss (TLS) on `listen` with this certificate and key (`--tls-cert`, `--tls-key`);
     /// `None` (default): plain ws.
     pub tls: Option<crate::TlsFiles>,
@@ -322,6 +340,8 @@ impl Default for Config {
             max_messages_per_turn: 64,
             max_deliveries_per_turn: 10_000,
             read_buffer_size: 64 << 10,
+            compression: Compression::Shared,
+            compression_threshold: 512,
             tls: None,
             max_tls_handshakes_per_turn: 32,
             api: None,

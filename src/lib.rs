@@ -39,8 +39,8 @@ mod uid;
 mod ws;
 
 pub use config::{
-    normalize_origin, parse_size, ApiConfig, ClusterConfig, Config, ConfigError, DescriptorBudget,
-    RedisAddr, SlowConsumerPolicy, FD_RESERVE,
+    normalize_origin, parse_size, ApiConfig, ClusterConfig, Compression, Config, ConfigError,
+    DescriptorBudget, RedisAddr, SlowConsumerPolicy, FD_RESERVE,
 };
 pub use context::Context;
 pub use echo::Echo;

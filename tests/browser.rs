@@ -1,6 +1,7 @@
 //! A real browser against the real binary: headless Chromium, driven over its DevTools protocol
 //! (CDP), opens `wss://localhost:<port>/` to `wspush` serving the committed test certificate,
-//! logs in, receives what the push API sends it and closes cleanly; and its plain `ws://` attempt
+//! logs in, negotiates permessage-deflate, receives what the push API sends it (compressed when
+//! long) and closes cleanly; and its plain `ws://` attempt
 //! on the TLS port fails. What is asserted is what the page saw (its `WebSocket` object's
 //! messages, attributes and events), plus the handshake headers Chromium reports to DevTools.
 //!
@@ -361,6 +362,9 @@ const RECEIVED: &str = r#"(count, ms) => new Promise((resolve, reject) => {
     });
 })"#;
 
+/// Sends `text` on `page.ws`.
+const SEND: &str = r#"(text) => { page.ws.send(text); return true; }"#;
+
 /// Closes `page.ws` with `code`; resolves with what the close event said.
 const CLOSE: &str = r#"(code, ms) => new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no close event in ${ms} ms`)), ms);
@@ -429,16 +433,17 @@ fn a_browser_logs_in_over_wss_and_receives_pushes_from_the_api() {
         OPEN_AND_LOG_IN,
         &[json!(url), json!("browser-1"), json!(PAGE_WAIT_MS)],
     );
+    // Chromium's real offer (`permessage-deflate; client_max_window_bits`), accepted without
+    // context takeover either way (`--compression shared`, the default).
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
     assert_eq!(
         opened,
         json!({
             "answer": "login success, your uid is browser-1",
             "protocol": "",
-            "extensions": "",
+            "extensions": agreed,
         })
     );
-    // Chromium offers permessage-deflate; the server answers without extensions, which is why
-    // `extensions` is empty.
     let request = browser.wait_for_event("Network.webSocketWillSendHandshakeRequest", |_| true);
     let response = browser.wait_for_event("Network.webSocketHandshakeResponseReceived", |_| true);
     assert!(
@@ -449,23 +454,47 @@ fn a_browser_logs_in_over_wss_and_receives_pushes_from_the_api() {
     assert_eq!(response["response"]["status"], 101, "{response:#}");
     assert_eq!(
         header(&response["response"]["headers"], "Sec-WebSocket-Extensions"),
-        None,
+        Some(agreed),
         "{response:#}"
     );
 
+    // Short pushes go out plain; long ones (over the 512 B threshold) compressed, a broadcast
+    // compressed once for everyone. The page also sends a long message, which Chromium
+    // compresses, to itself.
+    let long = |tag: &str| {
+        let items: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"id":{i},"tag":"{tag}"}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
     let sent = post(api, "/send/browser-1", "to browser-1 only");
     assert_eq!(sent, json!({ "connections": 1 }));
     let broadcast = post(api, "/broadcast", "to everyone");
     assert_eq!(broadcast, json!({ "connections": 1 }));
-    let received = browser.call(RECEIVED, &[json!(3), json!(PAGE_WAIT_MS)]);
+    post(api, "/send/browser-1", &long("direct"));
+    post(api, "/broadcast", &long("broadcast"));
+    browser.call(
+        SEND,
+        &[json!(format!("browser-1:{}", long("from the page")))],
+    );
+    let received = browser.call(RECEIVED, &[json!(6), json!(PAGE_WAIT_MS)]);
     assert_eq!(
         received,
         json!([
             "login success, your uid is browser-1",
             "to browser-1 only",
             "to everyone",
+            long("direct"),
+            long("broadcast"),
+            long("from the page"),
         ])
     );
+    // Compressed in fact: three long messages of about 2.4 KB each left in fewer bytes.
+    let stats = Http::connect(api)
+        .request("GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .json();
+    let out = stats["bytes"]["out"].as_u64().unwrap();
+    assert!(out < 3 * long("direct").len() as u64, "{stats}");
 
     let closed = browser.call(CLOSE, &[json!(1000), json!(PAGE_WAIT_MS)]);
     assert_eq!(closed["code"], 1000, "{closed}");

@@ -66,6 +66,8 @@ pub(crate) struct Conn<T> {
     /// Bytes the transport holds for the socket beyond `outbox` (TLS ciphertext not yet
     /// written), as it last reported them: charged to the caps like the queue.
     pub(crate) backlog: u32,
+    /// The permessage-deflate window (9–15 bits) this connection negotiated; 0: none.
+    pub(crate) deflate: u8,
     /// When the current state began.
     pub(crate) since: Tick,
     /// When bytes last arrived.
@@ -99,6 +101,7 @@ impl<T> Conn<T> {
             flags: 0,
             discarded: 0,
             backlog: 0,
+            deflate: 0,
             since: now,
             last_seen: now,
             last_ping: now,

@@ -16,6 +16,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod conn;
+mod frames;
 pub(crate) mod groups;
 pub(crate) mod ids;
 pub mod outbox;
@@ -32,6 +33,7 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use self::conn::{Conn, State, BLOCKED, DIRTY, OVERFLOW, PEER_GONE, READ_PAUSED};
+use self::frames::{Compressor, Frames};
 use self::groups::Groups;
 use self::ids::{has_elapsed, tick, CloseInfo, ConnId, Initiator, SendStatus};
 use self::outbox::{Outbox, FRAME_OVERHEAD};
@@ -39,8 +41,9 @@ use self::registry::Registry;
 use self::stats::{Gauges, Stats};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::protocol::close::{encode_close_payload, CloseFrame};
+use crate::protocol::deflate::Inflater;
 use crate::protocol::handshake::error_response;
-use crate::protocol::{encode_frame, encode_message, CloseCode, Message, OpCode, ProtocolError};
+use crate::protocol::{encode_frame, CloseCode, Message, OpCode, ProtocolError};
 
 /// Maps keyed by client-chosen names: a fast hash with per-process random keys, so that
 /// crafted names cannot force collisions.
@@ -110,6 +113,12 @@ pub(crate) struct Hub<T> {
     pub(crate) held: HashMap<usize, Rc<str>>,
     /// The certificate new wss connections are accepted with (`None`: plain ws).
     pub(crate) tls: Option<crate::tls::Identity>,
+    /// The reactor's one permessage-deflate compressor (see `frames`).
+    compressor: Compressor,
+    /// The reactor's one permessage-deflate decompressor, and the buffer it inflates into
+    /// (emptied after each message, freed after a large one).
+    pub(crate) inflater: Inflater,
+    pub(crate) inflated: Vec<u8>,
 }
 
 /// One client's allowances: messages (`Config::client_rate`) and the deliveries they cause
@@ -181,6 +190,9 @@ impl<T> Hub<T> {
             bus: None,
             held: HashMap::default(),
             tls: None,
+            compressor: Compressor::default(),
+            inflater: Inflater::default(),
+            inflated: Vec::new(),
         }
     }
 
@@ -509,11 +521,14 @@ impl<T> Hub<T> {
             queued_total,
             dirty,
             stats,
+            compressor,
             ..
         } = self;
         let limits = &mut QueueLimits::new(config, queued_total);
-        let frame = encode_message(message);
-        match offer(&mut conns[key], key, frame, limits, dirty, stats) {
+        let conn = &mut conns[key];
+        let frame =
+            Frames::new(message, config.compression_threshold).for_conn(conn.deflate, compressor);
+        match offer(conn, key, frame, limits, dirty, stats) {
             Offered::Queued(status) => status,
             Offered::OverLimit => {
                 self.over_limit(key, now);
@@ -565,27 +580,21 @@ impl<T> Hub<T> {
             queued_total,
             dirty,
             stats,
+            compressor,
             ..
         } = self;
         let limits = &mut QueueLimits::new(config, queued_total);
+        let mut frames = Frames::new(message, config.compression_threshold);
         match to {
             Recipients::Uid(uid) => {
                 let ids = registry.conns(uid);
                 if ids.is_empty() {
                     return Delivery::default();
                 }
-                let mut frame = Some(encode_message(message));
-                for (i, id) in ids.iter().enumerate() {
-                    // The last recipient takes the frame itself: a lone one costs no refcount.
-                    let copy = if i + 1 == ids.len() {
-                        frame.take()
-                    } else {
-                        frame.clone()
-                    };
-                    let (Some(copy), key) = (copy, id.key()) else {
-                        break;
-                    };
-                    fanout.record(key, offer(&mut conns[key], key, copy, limits, dirty, stats));
+                for id in ids {
+                    let (key, conn) = (id.key(), &mut conns[id.key()]);
+                    let frame = frames.for_conn(conn.deflate, compressor);
+                    fanout.record(key, offer(conn, key, frame, limits, dirty, stats));
                 }
             }
             Recipients::Group { group, exclude } => {
@@ -593,24 +602,24 @@ impl<T> Hub<T> {
                 if members.peek().is_none() {
                     return Delivery::default();
                 }
-                let frame = encode_message(message);
                 for uid in members {
                     if exclude.contains(&uid) {
                         continue;
                     }
                     for id in registry.conns(uid) {
-                        let (key, copy) = (id.key(), frame.clone());
-                        fanout.record(key, offer(&mut conns[key], key, copy, limits, dirty, stats));
+                        let (key, conn) = (id.key(), &mut conns[id.key()]);
+                        let frame = frames.for_conn(conn.deflate, compressor);
+                        fanout.record(key, offer(conn, key, frame, limits, dirty, stats));
                     }
                 }
             }
             // One pass over the connection table, in memory order.
             Recipients::All => {
-                let frame = encode_message(message);
                 for (key, conn) in conns.iter_mut() {
                     // Closing connections keep their uid for `on_close`; they are not recipients.
                     if conn.uid.is_some() && conn.state == State::Open {
-                        fanout.record(key, offer(conn, key, frame.clone(), limits, dirty, stats));
+                        let frame = frames.for_conn(conn.deflate, compressor);
+                        fanout.record(key, offer(conn, key, frame, limits, dirty, stats));
                     }
                 }
             }
@@ -951,6 +960,7 @@ impl<T> Hub<T> {
     /// grace period. One pass over all connections; it also frees send queues kept from earlier
     /// bursts.
     pub(crate) fn sweep(&mut self, now: Duration) {
+        self.compressor.shrink();
         let elapsed = |since, duration| has_elapsed(since, now, duration);
         let config = &self.config;
         let mut due = Vec::new();

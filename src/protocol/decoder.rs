@@ -42,6 +42,14 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// A valid close frame, with its code and reason if it carried one.
     Close(Option<CloseFrame<'a>>),
+    /// A complete data message compressed with permessage-deflate (its first frame had RSV1;
+    /// only with [`Decoder::accept_deflate`]).
+    Deflated {
+        /// A text message: its UTF-8 is checked once inflated.
+        text: bool,
+        /// Its frames' payloads joined, still compressed.
+        payload: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +87,16 @@ pub struct Decoder {
     message: Kind,
     utf8: Utf8Validator,
     role: Role,
+    /// permessage-deflate was negotiated: RSV1 may mark a message compressed.
+    deflate: bool,
+    /// The message in progress is compressed.
+    compressed: bool,
+}
+
+/// How much larger than the message limit a compressed message may be: deflate adds 5 bytes per
+/// 64 KiB stored block to data that does not compress, and a few bytes of framing.
+fn compressed_limit(max_message: usize) -> usize {
+    max_message.saturating_add(max_message / 1024 + 64)
 }
 
 impl Default for Decoder {
@@ -102,7 +120,15 @@ impl Decoder {
             message: Kind::None,
             utf8: Utf8Validator::new(),
             role,
+            deflate: false,
+            compressed: false,
         }
+    }
+
+    /// Lets RSV1 mark the first frame of a compressed message (permessage-deflate was
+    /// negotiated): such messages are reported as [`Event::Deflated`].
+    pub fn accept_deflate(&mut self) {
+        self.deflate = true;
     }
 
     /// True when a message, frame or header is partly received.
@@ -216,6 +242,12 @@ impl Decoder {
         if header.mask.is_some() != (self.role == Role::Server) {
             return Err(ProtocolError::BadMasking);
         }
+        // RFC 7692 §6: RSV1 marks the first frame of a compressed data message; never a
+        // continuation or a control frame, and only once negotiated.
+        let starts_message = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv1 && !(self.deflate && starts_message) {
+            return Err(ProtocolError::ReservedBits);
+        }
         match header.opcode {
             OpCode::Continuation if self.message == Kind::None => {
                 return Err(ProtocolError::UnexpectedContinuation)
@@ -225,14 +257,24 @@ impl Decoder {
             }
             OpCode::Text => {
                 self.message = Kind::Text;
+                self.compressed = header.rsv1;
                 self.utf8 = Utf8Validator::new();
             }
-            OpCode::Binary => self.message = Kind::Binary,
+            OpCode::Binary => {
+                self.message = Kind::Binary;
+                self.compressed = header.rsv1;
+            }
             _ => {}
         }
         if !header.opcode.is_control() {
+            // A compressed message is judged again once inflated, against the limit itself.
+            let limit = if self.compressed {
+                compressed_limit(max_message)
+            } else {
+                max_message
+            };
             let total = (self.data_len as u64).saturating_add(header.payload_len);
-            if total > max_message as u64 {
+            if total > limit as u64 {
                 return Err(ProtocolError::MessageTooLarge);
             }
         }
@@ -267,6 +309,11 @@ impl Decoder {
             return self.report_control(payload, on_event);
         }
         self.message = Kind::None;
+        if std::mem::take(&mut self.compressed) {
+            let text = self.opcode == OpCode::Text;
+            self.release_buffer_if_empty();
+            return Ok(on_event(Event::Deflated { text, payload }));
+        }
         let message = if self.opcode == OpCode::Text {
             Message::Text(std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
         } else {
@@ -287,7 +334,7 @@ impl Decoder {
             self.buffer.extend_from_slice(chunk);
             return Ok(());
         }
-        if self.message == Kind::Text {
+        if self.message == Kind::Text && !self.compressed {
             self.utf8
                 .feed(chunk)
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -317,6 +364,10 @@ impl Decoder {
         }
         let kind = std::mem::replace(&mut self.message, Kind::None);
         let flow = match kind {
+            _ if std::mem::take(&mut self.compressed) => on_event(Event::Deflated {
+                text: kind == Kind::Text,
+                payload: &self.buffer[..self.data_len],
+            }),
             Kind::Text => {
                 if !self.utf8.is_complete() {
                     return Err(ProtocolError::InvalidUtf8);
@@ -382,10 +433,14 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<(u16, String)>),
+        Deflated(bool, Vec<u8>),
     }
 
     fn decode_pieces(pieces: &[&[u8]]) -> (Vec<Owned>, Option<ProtocolError>) {
-        let mut decoder = Decoder::new(Role::Server);
+        decode_with(Decoder::new(Role::Server), pieces)
+    }
+
+    fn decode_with(mut decoder: Decoder, pieces: &[&[u8]]) -> (Vec<Owned>, Option<ProtocolError>) {
         let mut events = Vec::new();
         for piece in pieces {
             let mut piece = piece.to_vec();
@@ -396,6 +451,7 @@ mod tests {
                     Event::Ping(p) => Owned::Ping(p.to_vec()),
                     Event::Pong(p) => Owned::Pong(p.to_vec()),
                     Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
+                    Event::Deflated { text, payload } => Owned::Deflated(text, payload.to_vec()),
                 });
                 ControlFlow::Continue(())
             });
@@ -418,6 +474,85 @@ mod tests {
 
     fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         encode_frame(opcode, payload, Some(KEY)).to_vec()
+    }
+
+    /// `frame` with RSV1 set (a compressed first frame).
+    fn with_rsv1(mut frame: Vec<u8>) -> Vec<u8> {
+        frame[0] |= 0x40;
+        frame
+    }
+
+    fn deflating() -> Decoder {
+        let mut decoder = Decoder::new(Role::Server);
+        decoder.accept_deflate();
+        decoder
+    }
+
+    #[test]
+    fn rsv1_is_refused_unless_deflate_was_negotiated() {
+        let compressed = with_rsv1(masked(
+            OpCode::Text,
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        ));
+        let (_, error) = decode_pieces(&[&compressed]);
+        assert_eq!(error, Some(ProtocolError::ReservedBits));
+        let (events, error) = decode_with(deflating(), &[&compressed]);
+        assert_eq!(error, None);
+        assert_eq!(
+            events,
+            [Owned::Deflated(
+                true,
+                vec![0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+            )]
+        );
+    }
+
+    #[test]
+    fn rsv1_is_refused_on_continuations_and_control_frames_even_when_negotiated() {
+        let first = fragment(false, OpCode::Binary, b"ab");
+        let continuation = with_rsv1(fragment(true, OpCode::Continuation, b"cd"));
+        let (_, error) = decode_with(deflating(), &[&first, &continuation]);
+        assert_eq!(error, Some(ProtocolError::ReservedBits));
+        let ping = with_rsv1(masked(OpCode::Ping, b"x"));
+        let (_, error) = decode_with(deflating(), &[&ping]);
+        assert_eq!(error, Some(ProtocolError::ReservedBits));
+    }
+
+    #[test]
+    fn a_fragmented_compressed_message_is_joined_and_its_text_not_checked_until_inflated() {
+        // Not UTF-8 as it stands: only the inflated text is checked.
+        let first = with_rsv1(fragment(false, OpCode::Text, &[0xff, 0xfe]));
+        let ping = masked(OpCode::Ping, b"p");
+        let last = fragment(true, OpCode::Continuation, &[0xfd]);
+        let plain = masked(OpCode::Text, b"plain");
+        for split in [1, 3, 7] {
+            let stream = [first.clone(), ping.clone(), last.clone(), plain.clone()].concat();
+            let (head, tail) = stream.split_at(split);
+            let (events, error) = decode_with(deflating(), &[head, tail]);
+            assert_eq!(error, None);
+            assert_eq!(
+                events,
+                [
+                    Owned::Ping(b"p".to_vec()),
+                    Owned::Deflated(true, vec![0xff, 0xfe, 0xfd]),
+                    Owned::Text("plain".into()),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_compressed_message_may_exceed_the_limit_by_the_deflate_overhead_only() {
+        let mut decoder = deflating();
+        let mut frame = with_rsv1(masked(OpCode::Binary, &[0u8; 100 + 64]));
+        assert!(decoder
+            .decode(&mut frame, 100, |_| ControlFlow::Continue(()))
+            .is_ok());
+        let mut frame = with_rsv1(masked(OpCode::Binary, &[0u8; 100 + 65]));
+        assert_eq!(
+            decoder.decode(&mut frame, 100, |_| ControlFlow::Continue(())),
+            Err(ProtocolError::MessageTooLarge)
+        );
     }
 
     #[test]

@@ -36,13 +36,16 @@ pub enum ProtocolError {
     InvalidCloseCode,
     /// A close reason that is not valid UTF-8 (§5.5.1).
     InvalidCloseReason,
+    /// A permessage-deflate message that does not inflate (RFC 7692 §8.2.3: the data is
+    /// invalid, so the message payload is, too).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code the connection is failed with.
     pub fn close_code(self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -64,6 +67,7 @@ impl ProtocolError {
             Self::InvalidClosePayload => "invalid close payload",
             Self::InvalidCloseCode => "invalid close code",
             Self::InvalidCloseReason => "invalid close reason",
+            Self::InvalidCompressedData => "invalid compressed data",
         }
     }
 }

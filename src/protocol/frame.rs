@@ -71,6 +71,9 @@ impl OpCode {
 pub struct FrameHeader {
     /// This is the final fragment of its message.
     pub fin: bool,
+    /// RSV1: with permessage-deflate negotiated, the first frame of a compressed message
+    /// (RFC 7692 §6); the decoder refuses it otherwise.
+    pub rsv1: bool,
     /// The frame's opcode.
     pub opcode: OpCode,
     /// The masking key, present on every client-to-server frame.
@@ -87,7 +90,8 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
         return Ok(None);
     };
     // §5.2: "MUST be 0 unless an extension is negotiated that defines meanings for non-zero values"
-    if first & 0x70 != 0 {
+    // (RSV1 is left to the decoder, which knows whether permessage-deflate was negotiated).
+    if first & 0x30 != 0 {
         return Err(ProtocolError::ReservedBits);
     }
     let opcode = OpCode::from_bits(first & 0x0F).ok_or(ProtocolError::ReservedOpcode)?;
@@ -133,6 +137,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, Protoco
     };
     let header = FrameHeader {
         fin,
+        rsv1: first & 0x40 != 0,
         opcode,
         mask,
         payload_len,
@@ -183,6 +188,18 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> By
     if let Some(key) = mask {
         apply_mask(&mut frame[header_len..], key, 0);
     }
+    Bytes::from(frame)
+}
+
+/// Encodes a whole server-to-client data frame of a message compressed with permessage-deflate:
+/// RSV1 set, `compressed` as `protocol::deflate::Deflater` produced it (RFC 7692 §7.2.1).
+pub fn encode_compressed(opcode: OpCode, compressed: &[u8]) -> Bytes {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let header_len = encode_header(&mut header, true, opcode, compressed.len(), None);
+    header[0] |= 0x40;
+    let mut frame = Vec::with_capacity(header_len + compressed.len());
+    frame.extend_from_slice(&header[..header_len]);
+    frame.extend_from_slice(compressed);
     Bytes::from(frame)
 }
 
@@ -265,10 +282,15 @@ mod tests {
 
     #[test]
     fn rejects_what_the_header_alone_forbids() {
-        assert_eq!(
-            decode_header(&[0xC1, 0x80]),
-            Err(ProtocolError::ReservedBits)
-        );
+        // RSV2 and RSV3 (RSV1 is the decoder's to judge: permessage-deflate).
+        for first in [0xA1, 0x91] {
+            assert_eq!(
+                decode_header(&[first, 0x80]),
+                Err(ProtocolError::ReservedBits)
+            );
+        }
+        let (header, _) = decode_header(&[0xC1, 0x80, 1, 2, 3, 4]).unwrap().unwrap();
+        assert!(header.rsv1);
         assert_eq!(
             decode_header(&[0x83, 0x80]),
             Err(ProtocolError::ReservedOpcode)

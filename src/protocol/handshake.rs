@@ -166,10 +166,12 @@ impl std::fmt::Display for InvalidHeader {
 }
 
 /// The `101 Switching Protocols` answer that opens the connection, with the chosen
-/// `subprotocol` (the caller checks that the client offered it) and extra `headers`.
+/// `subprotocol` (the caller checks that the client offered it), the negotiated `extensions`
+/// (the `Sec-WebSocket-Extensions` value) and extra `headers`.
 pub fn accept_response(
     accept: &str,
     subprotocol: Option<&str>,
+    extensions: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<Vec<u8>, InvalidHeader> {
     let mut answer = String::with_capacity(160);
@@ -187,6 +189,15 @@ pub fn accept_response(
             });
         }
         answer.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    if let Some(extensions) = extensions {
+        if !is_field_value(extensions) {
+            return Err(InvalidHeader {
+                name: "Sec-WebSocket-Extensions".to_owned(),
+                reason: "the value contains a control character",
+            });
+        }
+        answer.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
     }
     for &(name, value) in headers {
         let invalid = |reason| InvalidHeader {
@@ -315,7 +326,7 @@ mod tests {
 
     #[test]
     fn accept_answer_carries_the_subprotocol_and_extra_headers() {
-        let answer = accept_response("k=", Some("chat.v1"), &[("X-Node", "a")]).unwrap();
+        let answer = accept_response("k=", Some("chat.v1"), None, &[("X-Node", "a")]).unwrap();
         assert_eq!(
             String::from_utf8(answer).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -325,7 +336,8 @@ mod tests {
 
     #[test]
     fn accept_answer_refuses_reserved_or_malformed_headers() {
-        let reason = |headers: &[(&str, &str)]| accept_response("k=", None, headers).unwrap_err();
+        let reason =
+            |headers: &[(&str, &str)]| accept_response("k=", None, None, headers).unwrap_err();
         assert_eq!(
             reason(&[("Connection", "close")]).reason,
             "the handshake sets this header itself"
@@ -342,6 +354,6 @@ mod tests {
             reason(&[("X-A", "1\r\nX-B: 2")]).reason,
             "the value contains a control character"
         );
-        assert!(accept_response("k=", Some("two words"), &[]).is_err());
+        assert!(accept_response("k=", Some("two words"), None, &[]).is_err());
     }
 }

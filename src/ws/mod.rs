@@ -32,10 +32,15 @@ use crate::hub::ids::tick;
 use crate::hub::outbox::Flushed;
 use crate::hub::Hub;
 use crate::net::{AcceptGate, Input, Socket, TlsBuffers, TlsStream, Wire};
+use crate::protocol::deflate::InflateError;
+use crate::protocol::extensions::{negotiate_deflate, DeflateParams};
 use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
 use crate::protocol::http::first_header;
-use crate::protocol::{CloseCode, Event as Frame};
-use crate::{Config, Handler};
+use crate::protocol::{CloseCode, Event as Frame, Message, ProtocolError};
+use crate::{Compression, Config, Handler};
+
+/// Capacity of the inflate buffer kept between messages; a larger one is freed after use.
+const INFLATED_KEPT: usize = 64 << 10;
 
 /// Reads of the shared buffer one connection gets per turn before others have theirs.
 const READS_PER_TURN: usize = 4;
@@ -602,6 +607,22 @@ fn on_handshake_bytes<H: Handler, T: 'static>(
     }
     let request_len = request.len;
     cx.hub.open(key, now);
+    // Decided before `on_open`, so that what it sends is already compressed as agreed.
+    let deflate = match cx.hub.config.compression {
+        Compression::Off => None,
+        Compression::Shared => negotiate_deflate(
+            request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|h| h.value),
+        ),
+    };
+    if let Some(params) = &deflate {
+        let conn = &mut cx.hub.conns[key];
+        conn.deflate = params.server_window_bits;
+        conn.decoder.accept_deflate();
+    }
     let id = cx.hub.id_of(key);
     let view = Request::new(request.target, request.headers, head.peer);
     let accepted = cx
@@ -619,8 +640,10 @@ fn on_handshake_bytes<H: Handler, T: 'static>(
                 None => Ok(view.select_subprotocol(&cx.hub.config.subprotocols)),
             };
             let headers: Vec<(&str, &str)> = accept.headers().collect();
+            let extension = deflate.as_ref().map(DeflateParams::response_value);
             subprotocol.and_then(|subprotocol| {
-                accept_response(&request.accept, subprotocol, &headers).map_err(|e| e.to_string())
+                accept_response(&request.accept, subprotocol, extension.as_deref(), &headers)
+                    .map_err(|e| e.to_string())
             })
         }
         Err(rejection) => {
@@ -716,36 +739,12 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
     now: Duration,
     budget: &mut Budget,
 ) -> usize {
-    let id = hub.id_of(key);
     let max_message = hub.config.max_message_size;
     let mut decoder = std::mem::take(&mut hub.conns[key].decoder);
     let result = decoder.decode(input, max_message, |event| match event {
-        Frame::Message(message) => {
-            hub.stats.messages_in += 1;
-            if !hub.take_token(key, now) {
-                hub.stats.rate_limited += 1;
-                hub.close(key, CloseCode::POLICY, "rate limit exceeded", now);
-                return ControlFlow::Break(());
-            }
-            let before = hub.stats.messages_out + hub.stats.dropped_messages;
-            handler.on_message(&mut crate::Context::new(hub, now), id, message);
-            let deliveries = hub.stats.messages_out + hub.stats.dropped_messages - before;
-            budget.charge(deliveries);
-            // Fan-out is what a message costs beyond its first delivery: a login or a direct
-            // message to one connection costs nothing (and creates no allowance to track).
-            let fanout = deliveries.saturating_sub(1);
-            hub.charge_fanout(key, fanout, now);
-            // In debt for its fan-out: the rest waits (see `WebSocket::throttle`).
-            let in_debt = fanout > 0 && hub.fanout_wait(key, now).is_some();
-            if in_debt {
-                // Nothing more this turn, from this read or the next (see `read_conn`).
-                budget.messages = 0;
-            }
-            if hub.conns[key].state == State::Open && !budget.is_spent() && !in_debt {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
+        Frame::Message(message) => on_message(hub, handler, key, message, now, budget),
+        Frame::Deflated { text, payload } => {
+            on_deflated(hub, handler, key, text, payload, now, budget)
         }
         Frame::Ping(payload) => {
             hub.pong(key, payload);
@@ -774,6 +773,83 @@ fn decode_and_dispatch<H: Handler, T: 'static>(
         hub.conns[key].decoder = decoder;
     }
     used
+}
+
+/// Inflates a compressed message with the reactor's one decompressor (into its one buffer,
+/// at most `max_message_size` bytes: past it the connection closes with 1009 at no further
+/// cost; invalid data closes it with 1007, and so does inflated text that is not UTF-8), then
+/// dispatches it like any message.
+fn on_deflated<H: Handler, T: 'static>(
+    hub: &mut Hub<T>,
+    handler: &mut H,
+    key: usize,
+    text: bool,
+    payload: &[u8],
+    now: Duration,
+    budget: &mut Budget,
+) -> ControlFlow<()> {
+    let max_message = hub.config.max_message_size;
+    let mut inflated = std::mem::take(&mut hub.inflated);
+    inflated.clear();
+    let message = match hub.inflater.inflate(payload, max_message, &mut inflated) {
+        Ok(()) if !text => Ok(Message::Binary(&inflated)),
+        Ok(()) => std::str::from_utf8(&inflated)
+            .map(Message::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8),
+        Err(InflateError::TooBig) => Err(ProtocolError::MessageTooLarge),
+        Err(InflateError::Invalid) => Err(ProtocolError::InvalidCompressedData),
+    };
+    let flow = match message {
+        Ok(message) => on_message(hub, handler, key, message, now, budget),
+        Err(error) => {
+            hub.fail(key, error, now);
+            ControlFlow::Break(())
+        }
+    };
+    if inflated.capacity() > INFLATED_KEPT {
+        inflated = Vec::new();
+    }
+    hub.inflated = inflated;
+    flow
+}
+
+/// Counts one data message, checks the client's rate, dispatches it to the handler and charges
+/// its deliveries to the turn's budget and the client's fan-out allowance; whether decoding may
+/// go on.
+fn on_message<H: Handler, T: 'static>(
+    hub: &mut Hub<T>,
+    handler: &mut H,
+    key: usize,
+    message: Message<'_>,
+    now: Duration,
+    budget: &mut Budget,
+) -> ControlFlow<()> {
+    let id = hub.id_of(key);
+    hub.stats.messages_in += 1;
+    if !hub.take_token(key, now) {
+        hub.stats.rate_limited += 1;
+        hub.close(key, CloseCode::POLICY, "rate limit exceeded", now);
+        return ControlFlow::Break(());
+    }
+    let before = hub.stats.messages_out + hub.stats.dropped_messages;
+    handler.on_message(&mut crate::Context::new(hub, now), id, message);
+    let deliveries = hub.stats.messages_out + hub.stats.dropped_messages - before;
+    budget.charge(deliveries);
+    // Fan-out is what a message costs beyond its first delivery: a login or a direct
+    // message to one connection costs nothing (and creates no allowance to track).
+    let fanout = deliveries.saturating_sub(1);
+    hub.charge_fanout(key, fanout, now);
+    // In debt for its fan-out: the rest waits (see `WebSocket::throttle`).
+    let in_debt = fanout > 0 && hub.fanout_wait(key, now).is_some();
+    if in_debt {
+        // Nothing more this turn, from this read or the next (see `read_conn`).
+        budget.messages = 0;
+    }
+    if hub.conns[key].state == State::Open && !budget.is_spent() && !in_debt {
+        ControlFlow::Continue(())
+    } else {
+        ControlFlow::Break(())
+    }
 }
 
 /// Whether the request's `Origin` (if any) is in `allowed` (empty: all are).

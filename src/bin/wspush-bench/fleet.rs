@@ -410,6 +410,10 @@ impl Fleet {
                     }
                     Event::Ping(payload) => pongs.push(payload.to_vec()),
                     Event::Pong(_) => {}
+                    Event::Deflated { .. } => {
+                        closed = Some("a compressed message, never negotiated".to_owned());
+                        return ControlFlow::Break(());
+                    }
                     Event::Close(frame) => {
                         closed = Some(format!("server sent close {:?}", frame.map(|f| f.code.0)));
                         return ControlFlow::Break(());
