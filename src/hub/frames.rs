@@ -24,6 +24,12 @@ pub(crate) struct Compressor {
 }
 
 impl Compressor {
+    /// How many compressors exist (one per window size used so far).
+    #[cfg(test)]
+    pub(crate) fn contexts(&self) -> usize {
+        self.deflater.contexts()
+    }
+
     /// Drops a scratch buffer grown by a large message.
     pub(crate) fn shrink(&mut self) {
         if self.scratch.capacity() > 64 << 10 {

@@ -542,3 +542,75 @@ fn past_the_total_cap_messages_are_dropped_without_closing_anyone() {
         );
     }
 }
+
+#[test]
+fn a_broadcast_is_compressed_once_per_window_and_shared_and_plain_for_the_others() {
+    let mut hub = hub(quiet());
+    let ids: Vec<ConnId> = (0..6).map(|_| open_conn(&mut hub, ms(0))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        hub.bind_uid(*id, &format!("u{i}"), ms(0));
+    }
+    // Two connections with the default window, two with 10 bits, two without deflate.
+    for (i, bits) in [15, 15, 10, 10, 0, 0].into_iter().enumerate() {
+        hub.conns[ids[i].key()].deflate = bits;
+    }
+    let text = r#"{"event":"price","symbol":"ABC","bid":101.25,"ask":101.5}"#.repeat(20);
+    let delivery = hub.deliver_here(Recipients::All, Message::Text(&text), ms(1));
+    assert_eq!(delivery.queued, 6);
+    assert_eq!(
+        hub.compressor.contexts(),
+        2,
+        "one compressor per window in use"
+    );
+    let head = |hub: &Hub<()>, i: usize| {
+        let frame = hub.conns[ids[i].key()].outbox.frames().next().unwrap();
+        (frame.as_ptr(), frame[0], frame.len())
+    };
+    let (a, b) = (head(&hub, 0), head(&hub, 1));
+    assert_eq!(a, b, "the same compressed frame, shared");
+    assert_eq!(a.1, 0xC1, "FIN, RSV1, text");
+    assert!(
+        a.2 < text.len() / 4,
+        "compressed: {} of {}",
+        a.2,
+        text.len()
+    );
+    let (c, d) = (head(&hub, 2), head(&hub, 3));
+    assert_eq!(c, d);
+    assert_ne!(a.0, c.0, "another window, another frame");
+    let (e, f) = (head(&hub, 4), head(&hub, 5));
+    assert_eq!(e, f);
+    assert_eq!(e.1, 0x81, "plain for those without deflate");
+    assert_eq!(e.2, text.len() + 4);
+    // What the compressed frame says inflates back to the message.
+    let compressed = take_output(&mut hub, ids[0]);
+    let header = if compressed[1] == 126 { 4 } else { 2 };
+    let mut inflated = Vec::new();
+    crate::protocol::deflate::Inflater::default()
+        .inflate(&compressed[header..], 1 << 20, &mut inflated)
+        .unwrap();
+    assert_eq!(inflated, text.as_bytes());
+}
+
+#[test]
+fn short_messages_and_those_compression_does_not_shrink_go_out_plain() {
+    let mut hub = hub(quiet());
+    let id = open_conn(&mut hub, ms(0));
+    hub.conns[id.key()].deflate = 15;
+    hub.send(id, Message::Text("short"), ms(1));
+    assert_eq!(take_output(&mut hub, id), b"\x81\x05short");
+    // Over the threshold but random: deflate would only add bytes.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..2000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    hub.send(id, Message::Binary(&noise), ms(1));
+    let out = take_output(&mut hub, id);
+    assert_eq!(out[0], 0x82, "plain binary, RSV1 clear");
+    assert_eq!(&out[4..], &noise[..]);
+}

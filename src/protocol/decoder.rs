@@ -777,6 +777,50 @@ mod tests {
         }
 
         #[test]
+        fn compressed_messages_split_anywhere_inflate_to_what_was_sent(
+            messages in proptest::collection::vec((any::<bool>(), "[a-z {}:,0-9]{0,3000}", 1usize..4), 1..5),
+            window_bits in 9u8..=15,
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            // One shared compressor and decompressor for every message, as a reactor has.
+            let mut deflater = crate::protocol::deflate::Deflater::new();
+            let mut stream = Vec::new();
+            for (is_text, text, fragments) in &messages {
+                let mut compressed = Vec::new();
+                deflater.compress(window_bits, text.as_bytes(), &mut compressed);
+                let opcode = if *is_text { OpCode::Text } else { OpCode::Binary };
+                let size = compressed.len().div_ceil(*fragments).max(1);
+                let chunks: Vec<&[u8]> = compressed.chunks(size).collect();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let code = if i == 0 { opcode } else { OpCode::Continuation };
+                    let frame = fragment(i + 1 == chunks.len(), code, chunk);
+                    stream.extend(if i == 0 { with_rsv1(frame) } else { frame });
+                }
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([stream.len()]) {
+                pieces.push(&stream[start..cut]);
+                start = cut;
+            }
+            let (events, error) = decode_with(deflating(), &pieces);
+            prop_assert_eq!(error, None);
+            prop_assert_eq!(events.len(), messages.len());
+            let mut inflater = crate::protocol::deflate::Inflater::new();
+            for (event, (is_text, text, _)) in events.iter().zip(&messages) {
+                let Owned::Deflated(text_flag, payload) = event else {
+                    return Err(TestCaseError::fail(format!("{event:?}")));
+                };
+                prop_assert_eq!(text_flag, is_text);
+                let mut inflated = Vec::new();
+                prop_assert!(inflater.inflate(payload, MAX, &mut inflated).is_ok());
+                prop_assert_eq!(&inflated[..], text.as_bytes());
+            }
+        }
+
+        #[test]
         fn encode_then_decode_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..70_000)) {
             let frame = masked(OpCode::Binary, &payload);
             prop_assert_eq!(decode_pieces(&[&frame]), (vec![Owned::Binary(payload)], None));

@@ -19,12 +19,17 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
+use wspush::protocol::deflate::Inflater;
 use wspush::protocol::frame::{encode_header, MAX_HEADER_LEN};
 use wspush::protocol::mask::apply_mask;
 use wspush::protocol::{Decoder, Event, Message, OpCode, Role};
 
 const REQUEST_HEAD: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// The offer a `--deflate` client makes: Chromium's.
+const DEFLATE_OFFER: &str =
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
 
 /// The name a `--tls` client expects in the server's certificate.
 pub const TLS_NAME: &str = "localhost";
@@ -92,6 +97,13 @@ pub struct Fleet {
     tls: Option<Arc<ClientConfig>>,
     /// TLS handshakes that resumed an earlier session.
     tls_resumed: u64,
+    /// Offer permessage-deflate (`--deflate`); what the server compresses is inflated here,
+    /// with one decompressor for every connection (the server takes no context over).
+    deflate: bool,
+    inflater: Inflater,
+    inflated: Vec<u8>,
+    /// Bytes read from the server (after TLS: plaintext), for bytes per delivery.
+    bytes_in: u64,
 }
 
 impl Fleet {
@@ -104,6 +116,7 @@ impl Fleet {
         addrs: Vec<SocketAddr>,
         early_login: bool,
         tls: Option<Arc<ClientConfig>>,
+        deflate: bool,
     ) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
@@ -123,6 +136,10 @@ impl Fleet {
             early_login,
             tls,
             tls_resumed: 0,
+            deflate,
+            inflater: Inflater::default(),
+            inflated: Vec::new(),
+            bytes_in: 0,
         })
     }
 
@@ -174,7 +191,9 @@ impl Fleet {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let mut out = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{REQUEST_HEAD}").into_bytes();
+        let offer = if self.deflate { DEFLATE_OFFER } else { "" };
+        let mut out =
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{offer}{REQUEST_HEAD}").into_bytes();
         let mut login = Vec::new();
         let key_bytes = next_mask(&mut self.mask_state);
         push_frame(
@@ -228,6 +247,12 @@ impl Fleet {
         let _ = self.poll.registry().deregister(&mut client.stream);
         self.dirty.retain(|&dirty| dirty != key);
         Some(client.stream)
+    }
+
+    /// Bytes read from the server so far (WebSocket frames as they arrived: compressed ones
+    /// counted compressed).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
     }
 
     /// TLS handshakes so far that resumed an earlier session (`--tls-resume`).
@@ -318,7 +343,10 @@ impl Fleet {
             let client = &mut self.clients[key];
             let n = match read_in(client, &mut self.scratch) {
                 Ok(0) => return self.close(key, "server closed the TCP connection", on_event),
-                Ok(n) => n,
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.close(key, &format!("read failed: {e}"), on_event),
@@ -335,6 +363,10 @@ impl Fleet {
                 }
                 client.handshake = client.started.elapsed();
                 client.stage = Stage::LoggingIn;
+                let head = String::from_utf8_lossy(&client.head[..end]).to_ascii_lowercase();
+                if head.contains("sec-websocket-extensions: permessage-deflate") {
+                    client.decoder.accept_deflate();
+                }
                 if client.tls.as_ref().and_then(|tls| tls.handshake_kind())
                     == Some(rustls::HandshakeKind::Resumed)
                 {
@@ -375,6 +407,7 @@ impl Fleet {
         on_event: &mut impl FnMut(FleetEvent<'_>),
     ) -> Result<(), String> {
         let client = &mut self.clients[key];
+        let (inflater, inflated) = (&mut self.inflater, &mut self.inflated);
         let mut pongs: Vec<Vec<u8>> = Vec::new();
         let mut closed = None;
         let mut stage = client.stage;
@@ -383,41 +416,44 @@ impl Fleet {
         let result = client
             .decoder
             .decode(&mut self.scratch[start..end], MAX_MESSAGE, |event| {
-                match event {
-                    Event::Message(message) => {
-                        let payload = match message {
-                            Message::Text(text) => text.as_bytes(),
-                            Message::Binary(bytes) => bytes,
-                        };
-                        if stage == Stage::LoggingIn {
-                            if payload.starts_with(b"login success") {
-                                stage = Stage::Ready;
-                                on_event(FleetEvent::Ready {
-                                    key,
-                                    handshake,
-                                    bound: started.elapsed(),
-                                });
-                            } else {
-                                closed = Some(format!(
-                                    "login refused: {}",
-                                    String::from_utf8_lossy(payload)
-                                ));
-                                return ControlFlow::Break(());
-                            }
-                        } else {
-                            on_event(FleetEvent::Message { key, payload });
+                let payload = match event {
+                    Event::Message(Message::Text(text)) => text.as_bytes(),
+                    Event::Message(Message::Binary(bytes)) => bytes,
+                    Event::Deflated { payload, .. } => {
+                        inflated.clear();
+                        if let Err(e) = inflater.inflate(payload, MAX_MESSAGE, inflated) {
+                            closed = Some(format!("bad compressed message from server: {e}"));
+                            return ControlFlow::Break(());
                         }
+                        inflated.as_slice()
                     }
-                    Event::Ping(payload) => pongs.push(payload.to_vec()),
-                    Event::Pong(_) => {}
-                    Event::Deflated { .. } => {
-                        closed = Some("a compressed message, never negotiated".to_owned());
-                        return ControlFlow::Break(());
+                    Event::Ping(payload) => {
+                        pongs.push(payload.to_vec());
+                        return ControlFlow::Continue(());
                     }
+                    Event::Pong(_) => return ControlFlow::Continue(()),
                     Event::Close(frame) => {
                         closed = Some(format!("server sent close {:?}", frame.map(|f| f.code.0)));
                         return ControlFlow::Break(());
                     }
+                };
+                if stage == Stage::LoggingIn {
+                    if payload.starts_with(b"login success") {
+                        stage = Stage::Ready;
+                        on_event(FleetEvent::Ready {
+                            key,
+                            handshake,
+                            bound: started.elapsed(),
+                        });
+                    } else {
+                        closed = Some(format!(
+                            "login refused: {}",
+                            String::from_utf8_lossy(payload)
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                } else {
+                    on_event(FleetEvent::Message { key, payload });
                 }
                 ControlFlow::Continue(())
             });

@@ -83,6 +83,9 @@ struct Cli {
     /// resumption), instead of a full handshake per connection.
     #[arg(long, global = true)]
     tls_resume: bool,
+    /// Offer permessage-deflate (as Chromium does) and inflate what the server compresses.
+    #[arg(long, global = true)]
+    deflate: bool,
     /// Set by the parent on its children: this process's shard, as INDEX/COUNT.
     #[arg(long, global = true, hide = true)]
     shard: Option<String>,
@@ -141,6 +144,10 @@ enum Scenario {
         /// round when every recipient has the previous one.
         #[arg(long, value_parser = humantime::parse_duration)]
         interval: Option<Duration>,
+        /// Fill each message with varied JSON (as a push would carry; compresses about as
+        /// real pushes do) instead of one repeated byte.
+        #[arg(long)]
+        json: bool,
         /// Writes for the floor measurement (0: skip it).
         #[arg(long, default_value_t = 1_000_000)]
         floor_writes: u64,
@@ -323,6 +330,7 @@ fn setup(cli: &Cli, shard: Shard) -> Result<Setup, String> {
         timeout: cli.timeout,
         concurrency: cli.concurrency,
         early_login: cli.early_login,
+        deflate: cli.deflate,
         tls: match &cli.tls {
             Some(ca) => Some(tls_client(ca, cli.tls_resume)?),
             None => None,
@@ -391,6 +399,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
             rounds,
             size,
             interval,
+            json,
             ..
         } => scenarios::broadcast(
             &setup,
@@ -399,6 +408,7 @@ fn run_shard(cli: &Cli, shard: Shard, ready: &mut dyn FnMut()) -> Result<Value, 
                 rounds,
                 size,
                 interval,
+                json,
             },
             ready,
         ),
@@ -781,6 +791,10 @@ fn summarize(
             out["time_to_last_us"] =
                 json!({ "p50": pick(0.5), "p99": pick(0.99), "max": completed.last() });
             out["deliveries_per_s"] = json!(deliveries as f64 / run_s.max(1e-9));
+            if deliveries > 0 {
+                out["bytes_per_delivery"] =
+                    json!(sum(shards, "bytes_in") as f64 / deliveries as f64);
+            }
             per_unit(&mut out, deliveries, "delivery");
         }
         Scenario::Push { .. } => {

@@ -46,6 +46,8 @@ pub struct Setup {
     pub early_login: bool,
     /// Connect over wss with this client configuration (`--tls`).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
 }
 
 /// Connections opened and logged in, by global index.
@@ -100,7 +102,12 @@ pub fn populate(
 ) -> std::io::Result<Population> {
     let range = setup.shard.range(total);
     let mut population = Population {
-        fleet: Fleet::new(setup.addrs.clone(), setup.early_login, setup.tls.clone())?,
+        fleet: Fleet::new(
+            setup.addrs.clone(),
+            setup.early_login,
+            setup.tls.clone(),
+            setup.deflate,
+        )?,
         index_of_key: Vec::new(),
         keys: Vec::new(),
         range: range.clone(),
@@ -424,6 +431,43 @@ pub struct Broadcast {
     /// Open loop: one round every interval (required with several processes). `None`: the next
     /// round starts when every recipient has the previous one.
     pub interval: Option<Duration>,
+    /// Varied JSON filler instead of one repeated byte.
+    pub json: bool,
+}
+
+/// Appends JSON items to `out` until it is `len` bytes long (the last one cut): a chat-like
+/// feed whose names, numbers and words vary with `seed`, so that it compresses like real pushes
+/// (about half its size with no context takeover), not like one repeated byte.
+pub fn json_filler(out: &mut Vec<u8>, len: usize, seed: u64) {
+    const WORDS: [&str; 16] = [
+        "hello", "price", "update", "order", "shipped", "meeting", "tomorrow", "thanks", "status",
+        "ready", "warning", "level", "online", "message", "photo", "reply",
+    ];
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    out.push(b'[');
+    let mut id = 0u64;
+    while out.len() < len {
+        let r = next();
+        let text: Vec<&str> = (0..4)
+            .map(|i| WORDS[((r >> (i * 4)) & 15) as usize])
+            .collect();
+        let item = format!(
+            r#"{{"id":{id},"user":"user-{}","room":"r-{}","text":"{}","ts":{}}},"#,
+            r % 100_000,
+            (r >> 20) % 1000,
+            text.join(" "),
+            1_764_612_345_678 + (r >> 40) % 1_000_000
+        );
+        out.extend_from_slice(item.as_bytes());
+        id += 1;
+    }
+    out.truncate(len);
 }
 
 /// `broadcast`: `all:payload` rounds from connection 0; every recipient checks the rounds
@@ -440,6 +484,7 @@ pub fn broadcast(
     ready();
 
     let rounds = params.rounds as usize;
+    let bytes_before = population.fleet.bytes_in();
     let mut receipts = vec![0u64; rounds];
     let mut last_arrival = vec![0u64; rounds];
     let mut sent_at = vec![0u64; rounds];
@@ -457,7 +502,11 @@ pub fn broadcast(
         if is_sender && next_round < rounds && may_send {
             let now = wall_nanos();
             let mut payload = format!("all:{next_round:x}.{now:x}.").into_bytes();
-            payload.resize(4 + params.size.max(payload.len() - 4), b'x');
+            let len = 4 + params.size.max(payload.len() - 4);
+            if params.json {
+                json_filler(&mut payload, len, next_round as u64);
+            }
+            payload.resize(len, b'x');
             population.fleet.send_text(population.keys[0], &payload);
             sent_at[next_round] = now;
             next_round += 1;
@@ -518,6 +567,7 @@ pub fn broadcast(
     report["duplicates"] = json!(duplicates);
     report["closes"] = json!(closes);
     report["run_ns"] = json!(elapsed.as_nanos() as u64);
+    report["bytes_in"] = json!(population.fleet.bytes_in() - bytes_before);
     Ok(report)
 }
 
