@@ -33,28 +33,15 @@ for _ in $(seq "$RUNS"); do
   run broadcast-deflate --deflate broadcast --conns 10000 --rounds 200 --size 1024 --json
 done
 
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, os
-out = sys.argv[1]
-def med(name, path):
-    vals = []
-    for line in open(os.path.join(out, name + ".jsonl")):
-        v = json.loads(line)
-        for k in path: v = v.get(k) if isinstance(v, dict) else None
-        if v is not None: vals.append(v)
-    return (statistics.median(vals) if vals else None), vals
-for name, path, label in [
-    ("memory-plain", ["server_rss_per_conn"], "idle RSS per bound connection, 10k, no deflate (bytes)"),
-    ("memory-deflate", ["server_rss_per_conn"], "idle RSS per bound connection, 10k, deflate (bytes)"),
-    ("broadcast-plain", ["server_cpu_per_delivery_vs_floor"], "broadcast 1 KiB JSON to 10k, no deflate: CPU per delivery / floor"),
-    ("broadcast-deflate", ["server_cpu_per_delivery_vs_floor"], "broadcast 1 KiB JSON to 10k, deflate: CPU per delivery / floor"),
-    ("broadcast-plain", ["server_cpu_us_per_delivery"], "broadcast 1 KiB JSON to 10k, no deflate: CPU per delivery (us)"),
-    ("broadcast-deflate", ["server_cpu_us_per_delivery"], "broadcast 1 KiB JSON to 10k, deflate: CPU per delivery (us)"),
-    ("broadcast-plain", ["bytes_per_delivery"], "broadcast 1 KiB JSON to 10k, no deflate: bytes per delivery"),
-    ("broadcast-deflate", ["bytes_per_delivery"], "broadcast 1 KiB JSON to 10k, deflate: bytes per delivery"),
-    ("broadcast-plain", ["floor", "cpu_us_per_write"], "floor per write, no-deflate runs (us)"),
-    ("broadcast-deflate", ["floor", "cpu_us_per_write"], "floor per write, deflate runs (us)"),
-]:
-    m, vals = med(name, path)
-    print("%-70s median %-10s runs %s" % (label, None if m is None else round(m, 3), [round(v, 3) for v in vals]))
-PY
+python3 scripts/medians.py "$OUT" <<'ROWS'
+memory-plain|server_rss_per_conn|idle RSS per bound connection, 10k, no deflate (bytes)
+memory-deflate|server_rss_per_conn|idle RSS per bound connection, 10k, deflate (bytes)
+broadcast-plain|server_cpu_per_delivery_vs_floor|broadcast 1 KiB JSON to 10k, no deflate: CPU per delivery / floor
+broadcast-deflate|server_cpu_per_delivery_vs_floor|broadcast 1 KiB JSON to 10k, deflate: CPU per delivery / floor
+broadcast-plain|server_cpu_us_per_delivery|broadcast 1 KiB JSON to 10k, no deflate: CPU per delivery (us)
+broadcast-deflate|server_cpu_us_per_delivery|broadcast 1 KiB JSON to 10k, deflate: CPU per delivery (us)
+broadcast-plain|bytes_per_delivery|broadcast 1 KiB JSON to 10k, no deflate: bytes per delivery
+broadcast-deflate|bytes_per_delivery|broadcast 1 KiB JSON to 10k, deflate: bytes per delivery
+broadcast-plain|floor.cpu_us_per_write|floor per write, no-deflate runs (us)
+broadcast-deflate|floor.cpu_us_per_write|floor per write, deflate runs (us)
+ROWS

@@ -39,35 +39,20 @@ for _ in $(seq "$RUNS"); do
   run broadcast-wss "$(tls_args ecdsa)" --tls $CA broadcast --conns 10000 --rounds 200
 done
 
-python3 - "$OUT" <<'PY'
-import json, statistics, sys, os
-out = sys.argv[1]
-def med(name, path):
-    vals = []
-    for line in open(os.path.join(out, name + ".jsonl")):
-        v = json.loads(line)
-        for k in path: v = v.get(k) if isinstance(v, dict) else None
-        if v is not None: vals.append(v)
-    return (statistics.median(vals) if vals else None), vals
-plain_connect, _ = med("memory-ws", ["connect_server_cpu_us_per_conn"])
-for name, path, label in [
-    ("memory-ws", ["server_rss_per_conn"], "idle RSS per bound connection, 10k, ws (bytes)"),
-    ("memory-wss", ["server_rss_per_conn"], "idle RSS per bound connection, 10k, wss (bytes)"),
-    ("memory-ws", ["connect_server_cpu_us_per_conn"], "connect+bind, ws: server CPU per connection (us)"),
-    ("connect-ecdsa-full", ["connect_server_cpu_us_per_conn"], "connect+bind, wss ECDSA full: server CPU per connection (us)"),
-    ("connect-ecdsa-resumed", ["connect_server_cpu_us_per_conn"], "connect+bind, wss ECDSA resumed: server CPU per connection (us)"),
-    ("connect-rsa-full", ["connect_server_cpu_us_per_conn"], "connect+bind, wss RSA full: server CPU per connection (us)"),
-    ("connect-rsa-resumed", ["connect_server_cpu_us_per_conn"], "connect+bind, wss RSA resumed: server CPU per connection (us)"),
-    ("connect-ecdsa-full", ["connects_per_s"], "connect+bind, wss ECDSA full: connections/s (tool-bound)"),
-    ("broadcast-ws", ["server_cpu_per_delivery_vs_floor"], "broadcast 10k, ws: server CPU per delivery / floor"),
-    ("broadcast-wss", ["server_cpu_per_delivery_vs_floor"], "broadcast 10k, wss: server CPU per delivery / floor"),
-    ("broadcast-ws", ["server_cpu_us_per_delivery"], "broadcast 10k, ws: server CPU per delivery (us)"),
-    ("broadcast-wss", ["server_cpu_us_per_delivery"], "broadcast 10k, wss: server CPU per delivery (us)"),
-]:
-    m, vals = med(name, path)
-    print("%-64s median %-10s runs %s" % (label, None if m is None else round(m, 3), [round(v, 3) for v in vals]))
-for name in ["connect-ecdsa-full", "connect-ecdsa-resumed", "connect-rsa-full", "connect-rsa-resumed"]:
-    m, _ = med(name, ["connect_server_cpu_us_per_conn"])
-    if m and plain_connect:
-        print("%-64s %.0f (TLS part alone: %.0f)" % (name + ": handshakes per second of one core", 1e6 / m, 1e6 / max(m - plain_connect, 1e-9)))
-PY
+python3 scripts/medians.py "$OUT" <<'ROWS'
+memory-ws|server_rss_per_conn|idle RSS per bound connection, 10k, ws (bytes)
+memory-wss|server_rss_per_conn|idle RSS per bound connection, 10k, wss (bytes)
+memory-ws|connect_server_cpu_us_per_conn|connect+bind, ws: server CPU per connection (us)
+connect-ecdsa-full|connect_server_cpu_us_per_conn|connect+bind, wss ECDSA full: server CPU per connection (us)
+connect-ecdsa-resumed|connect_server_cpu_us_per_conn|connect+bind, wss ECDSA resumed: server CPU per connection (us)
+connect-rsa-full|connect_server_cpu_us_per_conn|connect+bind, wss RSA full: server CPU per connection (us)
+connect-rsa-resumed|connect_server_cpu_us_per_conn|connect+bind, wss RSA resumed: server CPU per connection (us)
+connect-ecdsa-resumed|tls_resumed_handshakes|connect+bind, wss ECDSA resumed: handshakes resumed of 10,000
+connect-ecdsa-full|connects_per_s|connect+bind, wss ECDSA full: connections/s (tool-bound)
+broadcast-ws|server_cpu_per_delivery_vs_floor|broadcast 10k, ws: server CPU per delivery / floor
+broadcast-wss|server_cpu_per_delivery_vs_floor|broadcast 10k, wss: server CPU per delivery / floor
+broadcast-ws|server_cpu_us_per_delivery|broadcast 10k, ws: server CPU per delivery (us)
+broadcast-wss|server_cpu_us_per_delivery|broadcast 10k, wss: server CPU per delivery (us)
+ROWS
+echo "handshakes per second of one core: 1e6 / (server CPU per connection); the TLS part alone:"
+echo "1e6 / (that minus the ws figure)"

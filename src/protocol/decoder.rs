@@ -482,6 +482,19 @@ mod tests {
         frame
     }
 
+    /// `stream` cut at `cuts` (taken modulo its length, in any order).
+    fn split_at(stream: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            pieces.push(&stream[start..cut]);
+            start = cut;
+        }
+        pieces
+    }
+
     fn deflating() -> Decoder {
         let mut decoder = Decoder::new(Role::Server);
         decoder.accept_deflate();
@@ -765,14 +778,7 @@ mod tests {
                     expected.push(Owned::Ping(b"p".to_vec()));
                 }
             }
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([stream.len()]) {
-                pieces.push(&stream[start..cut]);
-                start = cut;
-            }
+            let pieces = split_at(&stream, cuts);
             prop_assert_eq!(decode_pieces(&pieces), (expected, None));
         }
 
@@ -797,14 +803,7 @@ mod tests {
                     stream.extend(if i == 0 { with_rsv1(frame) } else { frame });
                 }
             }
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([stream.len()]) {
-                pieces.push(&stream[start..cut]);
-                start = cut;
-            }
+            let pieces = split_at(&stream, cuts);
             let (events, error) = decode_with(deflating(), &pieces);
             prop_assert_eq!(error, None);
             prop_assert_eq!(events.len(), messages.len());
