@@ -42,6 +42,9 @@ use crate::{Compression, Config, Handler};
 /// Capacity of the inflate buffer kept between messages; a larger one is freed after use.
 const INFLATED_KEPT: usize = 64 << 10;
 
+/// Inflated bytes that count as one more message against a turn's budget.
+const INFLATED_PER_MESSAGE: usize = 64 << 10;
+
 /// Reads of the shared buffer one connection gets per turn before others have theirs.
 const READS_PER_TURN: usize = 4;
 
@@ -799,6 +802,11 @@ fn on_deflated<H: Handler, T: 'static>(
         Err(InflateError::TooBig) => Err(ProtocolError::MessageTooLarge),
         Err(InflateError::Invalid) => Err(ProtocolError::InvalidCompressedData),
     };
+    // Inflating is work a few compressed bytes can ask for: every 64 KiB inflated counts as a
+    // message against the turn's budget, so one turn inflates a few MiB at most.
+    budget.messages = budget
+        .messages
+        .saturating_sub(inflated.len() / INFLATED_PER_MESSAGE);
     let flow = match message {
         Ok(message) => on_message(hub, handler, key, message, now, budget),
         Err(error) => {

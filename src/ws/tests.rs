@@ -688,3 +688,39 @@ fn a_client_held_back_for_its_fanout_is_not_closed_as_idle() {
         crate::hub::conn::State::Open
     );
 }
+
+#[test]
+fn inflating_counts_against_the_turns_message_budget() {
+    let config = Config {
+        max_messages_per_turn: 10,
+        ..quiet()
+    };
+    let mut harness = Harness::new(config, Echo);
+    let (key, fake, answer) = harness.open("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    assert!(answer.contains("permessage-deflate"), "{answer}");
+    // Eight compressed messages of a few hundred bytes, each inflating to 128 KiB: two more
+    // messages' worth of budget each, so four fit in a turn of ten instead of ten.
+    let mut compressed = Vec::new();
+    crate::protocol::deflate::Deflater::new().compress(15, &vec![0u8; 128 << 10], &mut compressed);
+    let mut burst = Vec::new();
+    for _ in 0..8 {
+        let mut frame = crate::protocol::encode_frame(
+            crate::protocol::OpCode::Binary,
+            &compressed,
+            Some([0; 4]),
+        )
+        .to_vec();
+        frame[0] |= 0x40;
+        burst.extend(frame);
+    }
+    harness.send(key, &fake, &burst);
+    assert_eq!(harness.hub.stats.messages_in, 4, "one turn's budget");
+    harness.iterate();
+    assert_eq!(harness.hub.stats.messages_in, 8);
+    let echoed = fake.take_written();
+    assert!(
+        echoed.len() < 8 * 1024,
+        "echoed compressed: {} B",
+        echoed.len()
+    );
+}
