@@ -81,6 +81,22 @@ impl<'m> Frames<'m> {
         frame
     }
 
+    /// The frame for the last recipient: what is kept is handed over, not shared, so a message
+    /// for one connection costs no reference count (and no allocation to hold one).
+    pub(crate) fn into_frame(mut self, window_bits: u8, compressor: &mut Compressor) -> Bytes {
+        if window_bits == 0 || !self.compressible {
+            return self
+                .plain
+                .take()
+                .unwrap_or_else(|| encode_message(self.message));
+        }
+        let slot = usize::from(window_bits.clamp(9, 15) - 9);
+        match self.deflated[slot].take() {
+            Some(frame) => frame,
+            None => self.compress(window_bits, compressor),
+        }
+    }
+
     fn compress(&mut self, window_bits: u8, compressor: &mut Compressor) -> Bytes {
         let payload = payload(self.message);
         compressor.scratch.clear();

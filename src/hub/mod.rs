@@ -527,7 +527,7 @@ impl<T> Hub<T> {
         let limits = &mut QueueLimits::new(config, queued_total);
         let conn = &mut conns[key];
         let frame =
-            Frames::new(message, config.compression_threshold).for_conn(conn.deflate, compressor);
+            Frames::new(message, config.compression_threshold).into_frame(conn.deflate, compressor);
         match offer(conn, key, frame, limits, dirty, stats) {
             Offered::Queued(status) => status,
             Offered::OverLimit => {
@@ -591,11 +591,18 @@ impl<T> Hub<T> {
                 if ids.is_empty() {
                     return Delivery::default();
                 }
-                for id in ids {
+                let Some((last, others)) = ids.split_last() else {
+                    return Delivery::default();
+                };
+                for id in others {
                     let (key, conn) = (id.key(), &mut conns[id.key()]);
                     let frame = frames.for_conn(conn.deflate, compressor);
                     fanout.record(key, offer(conn, key, frame, limits, dirty, stats));
                 }
+                // The last recipient takes the frame itself: a lone one costs no refcount.
+                let (key, conn) = (last.key(), &mut conns[last.key()]);
+                let frame = frames.into_frame(conn.deflate, compressor);
+                fanout.record(key, offer(conn, key, frame, limits, dirty, stats));
             }
             Recipients::Group { group, exclude } => {
                 let mut members = groups.members(group).peekable();
