@@ -72,7 +72,7 @@ impl<'m> Frames<'m> {
         if window_bits == 0 || !self.compressible {
             return self.plain();
         }
-        let slot = usize::from(window_bits.clamp(9, 15) - 9);
+        let slot = slot(window_bits);
         if let Some(frame) = &self.deflated[slot] {
             return frame.clone();
         }
@@ -90,7 +90,7 @@ impl<'m> Frames<'m> {
                 .take()
                 .unwrap_or_else(|| encode_message(self.message));
         }
-        let slot = usize::from(window_bits.clamp(9, 15) - 9);
+        let slot = slot(window_bits);
         match self.deflated[slot].take() {
             Some(frame) => frame,
             None => self.compress(window_bits, compressor),
@@ -113,6 +113,11 @@ impl<'m> Frames<'m> {
         };
         encode_compressed(opcode, &compressor.scratch)
     }
+}
+
+/// Where the frame for a window of `window_bits` (9–15) is kept.
+fn slot(window_bits: u8) -> usize {
+    usize::from(window_bits.clamp(9, 15) - 9)
 }
 
 fn payload(message: Message<'_>) -> &[u8] {

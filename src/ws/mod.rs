@@ -35,7 +35,7 @@ use crate::net::{AcceptGate, Input, Socket, TlsBuffers, TlsStream, Wire};
 use crate::protocol::deflate::InflateError;
 use crate::protocol::extensions::{negotiate_deflate, DeflateParams};
 use crate::protocol::handshake::{accept_response, parse_request, MAX_HEADERS};
-use crate::protocol::http::first_header;
+use crate::protocol::http::{first_header, header_values};
 use crate::protocol::{CloseCode, Event as Frame, Message, ProtocolError};
 use crate::{Compression, Config, Handler};
 
@@ -613,13 +613,9 @@ fn on_handshake_bytes<H: Handler, T: 'static>(
     // Decided before `on_open`, so that what it sends is already compressed as agreed.
     let deflate = match cx.hub.config.compression {
         Compression::Off => None,
-        Compression::Shared => negotiate_deflate(
-            request
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
-                .map(|h| h.value),
-        ),
+        Compression::Shared => {
+            negotiate_deflate(header_values(request.headers, "sec-websocket-extensions"))
+        }
     };
     if let Some(params) = &deflate {
         let conn = &mut cx.hub.conns[key];
