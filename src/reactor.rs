@@ -10,7 +10,8 @@
 //!    (a busy iteration gathers a few more rounds of events first, so that replies for the same
 //!    connection leave in one write);
 //! 5. each endpoint's sweep: the timeouts due at `now`;
-//! 6. each endpoint's flush: the only writes, then dead connections are dropped;
+//! 6. each endpoint's flush, the cluster's first: the only writes, then dead connections are
+//!    dropped;
 //! 7. during a shutdown, exit once every endpoint is drained or the shutdown timeout passed.
 //!
 //! After every phase the handler hears of the connections that closed in it. The reactor owns
@@ -44,6 +45,12 @@ use crate::{Config, Handler};
 const WEBSOCKET: usize = 0;
 const API: usize = 1;
 const CLUSTER: usize = 2;
+
+/// The order of the flushes. The cluster's comes first, so that whatever a turn asked of Redis
+/// (a membership, a publication) is handed to Redis before any answer of that turn tells a
+/// client or a backend it was done: a login on another node right after the API's answer to a
+/// membership change then finds the membership in Redis.
+const FLUSH_ORDER: [usize; 3] = [CLUSTER, WEBSOCKET, API];
 
 /// The reactor's own sources.
 const WAKER: Token = token_of_reactor(0);
@@ -326,7 +333,7 @@ impl<H: Handler> Server<H> {
                 self.phase(now, |endpoint, cx| endpoint.turn(cx));
             }
             self.phase(now, |endpoint, cx| endpoint.sweep(cx));
-            self.phase(now, |endpoint, cx| endpoint.flush(cx));
+            self.phase_in(FLUSH_ORDER, now, |endpoint, cx| endpoint.flush(cx));
             self.trimmer.observe(self.shared.hub.held_bytes(), now);
             if self.is_shutdown_complete(now) {
                 info!("shutdown complete");
@@ -335,13 +342,27 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Runs one phase for every endpoint, in a fixed order, telling the handler about closes
-    /// after each.
-    fn phase(&mut self, now: Duration, mut run: impl FnMut(&mut dyn Endpoint<H>, &mut Cx<'_, H>)) {
+    /// Runs one phase for every endpoint in token order, telling the handler about closes after
+    /// each.
+    fn phase(&mut self, now: Duration, run: impl FnMut(&mut dyn Endpoint<H>, &mut Cx<'_, H>)) {
+        self.phase_in([WEBSOCKET, API, CLUSTER], now, run);
+    }
+
+    /// Runs one phase for every endpoint in `order`, telling the handler about closes after
+    /// each.
+    fn phase_in(
+        &mut self,
+        order: [usize; 3],
+        now: Duration,
+        mut run: impl FnMut(&mut dyn Endpoint<H>, &mut Cx<'_, H>),
+    ) {
         let (mut cx, endpoints) = self.parts(now);
-        for endpoint in endpoints {
-            run(endpoint, &mut cx);
-            cx.report_closes();
+        let mut endpoints = endpoints.map(Some);
+        for index in order {
+            if let Some(endpoint) = endpoints[index].take() {
+                run(endpoint, &mut cx);
+                cx.report_closes();
+            }
         }
     }
 

@@ -619,6 +619,29 @@ fn a_uid_keeps_its_groups_for_the_grace_period_after_its_last_connection_anywher
 }
 
 #[test]
+fn a_node_shut_down_with_sigterm_counts_its_last_uids_offline_in_redis() {
+    let redis = RedisServer::start();
+    let mut one = cluster_node(
+        &redis.url(),
+        &["--shutdown-timeout", "60s", "--close-timeout", "60s"],
+    );
+    let mut bob = RawClient::login(one.addr, "bob");
+    let holders = || redis.command(&["SCARD", "wspush:uo:bob"]).unwrap();
+    assert_eq!(holders(), ":1\r\n", "counted online before login success");
+    one.signal(libc::SIGTERM);
+    assert_eq!(bob.expect_close().0, Some(1001));
+    bob.send_frame(true, CLOSE, &close_payload(1001, ""));
+    bob.expect_eof();
+    drop(bob);
+    // Bob's connection is the node's last: it goes in the drain's last flush, and its
+    // offline mark still reaches Redis before the node exits.
+    assert_eq!(one.wait_exit(), Some(0));
+    wait_until("bob still counted online after the node exited", || {
+        holders() == ":0\r\n"
+    });
+}
+
+#[test]
 fn a_node_killed_with_sigkill_stops_counting_and_the_others_go_on() {
     let redis = RedisServer::start();
     let (one, mut two) = (node(&redis), node(&redis));

@@ -1375,7 +1375,7 @@ impl<H: Handler> Endpoint<H> for Cluster {
         }
         self.queue_subscriptions();
         self.write_links(cx.registry, cx.now);
-        // Held connections released now are written in the next iteration's flush.
+        // Held connections released now are written by the WebSocket flush, which follows.
         self.release(cx.hub, cx.now);
         self.publish_stats(cx.hub);
     }
@@ -1422,9 +1422,10 @@ impl<H: Handler> Endpoint<H> for Cluster {
 
     fn begin_drain(&mut self, _cx: &mut Cx<'_, H>) {}
 
-    fn is_drained(&self, _hub: &Hub<Socket>) -> bool {
+    fn is_drained(&self, hub: &Hub<Socket>) -> bool {
         // What is queued for Redis goes out with the flushes of the drain; nobody waits for
-        // an answer.
-        true
+        // an answer. The last connections' offline marks, which the WebSocket flush after this
+        // one gathers, still need one more flush.
+        hub.bus.as_ref().map_or(true, |bus| bus.is_empty())
     }
 }
