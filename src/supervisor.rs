@@ -23,6 +23,9 @@ pub const WORKER_ENV: &str = "WSPUSH_WORKER";
 pub const LISTEN_ENV: &str = "WSPUSH_WORKER_LISTEN";
 /// Set in a worker's environment: the push API address to bind.
 pub const API_LISTEN_ENV: &str = "WSPUSH_WORKER_API_LISTEN";
+/// Set in a worker's environment: the supervisor's process id, which the worker's parent must
+/// be for as long as the worker runs.
+pub const SUPERVISOR_ENV: &str = "WSPUSH_WORKER_SUPERVISOR";
 
 /// How often the supervisor looks at its children and signals.
 const PACE: Duration = Duration::from_millis(50);
@@ -64,16 +67,22 @@ pub fn reserve(listen: SocketAddr, api: Option<SocketAddr>) -> std::io::Result<P
 }
 
 /// In a worker: shuts the server down if the supervisor goes away (killed with SIGKILL, it
-/// cannot stop its workers), checked twice a second on a thread of its own.
+/// cannot stop its workers), checked at once and then twice a second on a thread of its own.
+/// The supervisor is the pid it put in `SUPERVISOR_ENV`, not whatever the parent is when the
+/// worker gets here: a supervisor that died while the worker was starting has already handed
+/// it to another parent.
 pub fn follow_parent(server: wspush::ServerHandle) {
-    let parent = std::os::unix::process::parent_id();
+    let supervisor = std::env::var(SUPERVISOR_ENV)
+        .ok()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(500));
-        if std::os::unix::process::parent_id() != parent {
-            warn!("the supervisor is gone; shutting down");
+        if std::os::unix::process::parent_id() != supervisor {
+            warn!("the supervisor (pid {supervisor}) is gone; shutting down");
             server.shutdown();
             return;
         }
+        std::thread::sleep(Duration::from_millis(500));
     });
 }
 
@@ -145,7 +154,8 @@ fn start(worker: &mut Worker, ports: &Ports) -> Result<(), String> {
     command
         .args(std::env::args_os().skip(1))
         .env(WORKER_ENV, worker.index.to_string())
-        .env(LISTEN_ENV, ports.listen.to_string());
+        .env(LISTEN_ENV, ports.listen.to_string())
+        .env(SUPERVISOR_ENV, std::process::id().to_string());
     if let Some(api) = ports.api {
         command.env(API_LISTEN_ENV, api.to_string());
     }

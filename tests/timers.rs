@@ -161,3 +161,19 @@ fn sigint_exits_0_within_the_shutdown_timeout_even_if_clients_never_answer() {
     // The client neither answers nor closes; the server still exits, and cleanly.
     assert_eq!(server.wait_exit(), Some(0));
 }
+
+#[test]
+fn a_worker_whose_supervisor_died_while_it_started_shuts_down() {
+    // A worker restarted just before its supervisor was killed finds another parent when it
+    // begins to watch; it must go by the supervisor's pid, which it was given, not by that
+    // parent. Here the named supervisor (pid 1) was never the parent at all.
+    let mut worker = BinaryServer::start_with_prefix(
+        &["env", "WSPUSH_WORKER=0", "WSPUSH_WORKER_SUPERVISOR=1"],
+        &["--shutdown-timeout", "60s"],
+    );
+    assert_eq!(worker.wait_exit(), Some(0));
+    // The log's reader thread ends with the output, after the exit.
+    let said = std::iter::from_fn(|| worker.log.recv_timeout(WAIT).ok())
+        .any(|line| line.contains("the supervisor (pid 1) is gone; shutting down"));
+    assert!(said, "the worker did not say why it stopped");
+}
