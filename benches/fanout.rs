@@ -27,13 +27,13 @@ fn fresh_outboxes() -> Vec<Outbox> {
 fn push_shared(outboxes: &mut [Outbox], message: Message<'_>) {
     let frame = encode_message(message);
     for outbox in outboxes {
-        outbox.push(frame.clone());
+        assert!(outbox.push(frame.clone()));
     }
 }
 
 fn push_per_recipient(outboxes: &mut [Outbox], message: Message<'_>) {
     for outbox in outboxes {
-        outbox.push(encode_message(message));
+        assert!(outbox.push(encode_message(message)));
     }
 }
 

@@ -38,7 +38,7 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Largest message accepted, summed over its fragments (larger: close 1009).
+    /// Largest message accepted, summed over its fragments (larger: close 1009); at most 1GiB.
     #[arg(long, env = "WSPUSH_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_message_size: usize,
 
@@ -94,7 +94,7 @@ pub struct Cli {
     #[arg(long, env = "WSPUSH_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_optional_duration)]
     pub idle_timeout: Switch,
 
-    /// Per-connection cap on queued outgoing bytes.
+    /// Per-connection cap on queued outgoing bytes (at most 1GiB).
     #[arg(long, env = "WSPUSH_MAX_SEND_BUFFER", default_value = "1MiB", value_parser = parse_size)]
     pub max_send_buffer: usize,
 

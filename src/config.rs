@@ -54,7 +54,7 @@ pub struct Config {
     /// `None`.
     pub max_connections: Option<usize>,
     /// Largest message accepted, summed over its fragments; larger ones close the connection
-    /// with 1009. Default 1 MiB.
+    /// with 1009. Default 1 MiB; at most 1 GiB.
     pub max_message_size: usize,
     /// Origins allowed to open connections (exact match, any case), against cross-site
     /// WebSocket hijacking from browsers; others get `403`. Requests without an `Origin` header
@@ -78,7 +78,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Per-connection cap on what queued outgoing frames hold in memory: their bytes plus
     /// `outbox::FRAME_OVERHEAD` (96 B) each. Reading from a connection pauses while its queue is
-    /// over half of this. Default 1 MiB.
+    /// over half of this. Default 1 MiB; at most 1 GiB (with a message of at most 1 GiB on
+    /// top, a queue stays under the 4 GiB it can count).
     pub max_send_buffer: usize,
     /// Cap on the sum of every connection's queue, counted the same way (a frame shared by many
     /// queues is charged to each, so this overstates memory for big broadcasts). Past it, only
@@ -411,8 +412,12 @@ impl Config {
                 Ok(())
             }
         };
-        if self.max_message_size == 0 {
-            return fail("--max-message-size must be at least 1 byte".into());
+        if !(1..=MAX_MESSAGE_SIZE).contains(&self.max_message_size) {
+            return fail(
+                "--max-message-size must be between 1 byte and 1 GiB (a message is held whole \
+                 in memory)"
+                    .into(),
+            );
         }
         if self.max_connections == Some(0) {
             return fail("--max-connections must be at least 1 (leave it unset to derive it from the open-files limit)".into());
@@ -440,6 +445,9 @@ impl Config {
                 "--max-send-buffer must be at least {MIN_SEND_BUFFER} bytes, or even the login \
                  answer may not fit"
             ));
+        }
+        if self.max_send_buffer > MAX_SEND_BUFFER {
+            return fail("--max-send-buffer must be at most 1 GiB".into());
         }
         if self.client_rate == Some(0) {
             return fail("--client-rate must be at least 1 message per second (or off)".into());
@@ -586,10 +594,15 @@ impl ApiConfig {
 const MIN_HANDSHAKE_SIZE: usize = 512;
 /// Smallest `max_send_buffer` accepted.
 const MIN_SEND_BUFFER: usize = 4096;
+/// Largest `max_send_buffer` accepted.
+const MAX_SEND_BUFFER: usize = 1 << 30;
 /// Smallest `socket_send_buffer` accepted: a few segments.
 const MIN_SOCKET_BUFFER: usize = 4096;
 /// Largest `socket_send_buffer` accepted (the kernel takes an `int`, and doubles it).
 const MAX_SOCKET_BUFFER: usize = 1 << 30;
+/// The largest `--max-message-size`: far below what the decoder can count
+/// ([`crate::protocol::MAX_MESSAGE_LIMIT`]), even compressed.
+const MAX_MESSAGE_SIZE: usize = 1 << 30;
 /// Smallest `read_buffer_size` accepted.
 const MIN_READ_BUFFER: usize = 4096;
 
@@ -754,6 +767,23 @@ mod tests {
             ..base()
         })
         .contains("--max-message-size"));
+        assert!(refused(Config {
+            max_message_size: (1 << 30) + 1,
+            ..base()
+        })
+        .contains("--max-message-size must be between 1 byte and 1 GiB"));
+        assert!(Config {
+            max_message_size: 1 << 30,
+            ..base()
+        }
+        .validate()
+        .is_ok());
+        assert!(refused(Config {
+            max_send_buffer: (1 << 30) + 1,
+            max_total_send_buffer: 2 << 30,
+            ..base()
+        })
+        .contains("--max-send-buffer must be at most 1 GiB"));
         assert!(refused(Config {
             max_connections: Some(0),
             ..base()

@@ -441,13 +441,19 @@ impl<T> Hub<T> {
     /// pauses while a queue is over half its cap, so what a peer can make the server queue
     /// this way is bounded too.
     fn queue_control(&mut self, key: usize, frame: Bytes) {
-        self.change_queue(key, |outbox| outbox.push(frame));
+        // Refused only by a queue of 4 GiB, which the read pause keeps this one far from.
+        self.change_queue(key, |outbox| {
+            let _ = outbox.push(frame);
+        });
         self.mark_dirty(key);
     }
 
     /// Queues the `101` answer before what `on_open` sent.
     pub(crate) fn queue_answer(&mut self, key: usize, answer: Bytes) {
-        self.change_queue(key, |outbox| outbox.push_front(answer));
+        // The first frames of the connection: always taken.
+        self.change_queue(key, |outbox| {
+            let _ = outbox.push_front(answer);
+        });
         self.mark_dirty(key);
     }
 
@@ -1244,13 +1250,16 @@ fn offer<T>(
         stats.dropped_messages += 1;
         return Offered::OverTotal;
     }
+    if !conn.outbox.push(frame) {
+        // Past what a queue can count; the caps stop queues long before.
+        return Offered::OverLimit;
+    }
     *limits.total += cost;
     let status = if conn.has(BLOCKED) {
         SendStatus::Queued
     } else {
         SendStatus::Sent
     };
-    conn.outbox.push(frame);
     stats.messages_out += 1;
     if !conn.has(DIRTY) {
         conn.set(DIRTY);

@@ -21,19 +21,27 @@ const MAX_IOVECS: usize = 64;
 /// of 2-byte frames is charged at what it really holds, not at 2 bytes each.
 pub const FRAME_OVERHEAD: usize = 96;
 
+/// The most a queue of several frames holds: its total is kept in 32 bits, beside the variant's
+/// tag, so that the queue takes 40 bytes of every connection's record. The caps keep queues
+/// far below it (`--max-send-buffer` and `--max-message-size` are at most 1 GiB each).
+pub const MAX_QUEUED: usize = u32::MAX as usize;
+
 #[derive(Debug, Default)]
 enum Frames {
     #[default]
     Empty,
     One(Bytes),
-    Many(VecDeque<Bytes>),
+    /// `len`: the unwritten bytes of all the frames.
+    Many {
+        len: u32,
+        queue: VecDeque<Bytes>,
+    },
 }
 
 /// Outgoing bytes not yet accepted by the kernel.
 #[derive(Debug, Default)]
 pub struct Outbox {
     frames: Frames,
-    len: usize,
 }
 
 /// How a flush ended.
@@ -48,13 +56,17 @@ pub enum Flushed {
 impl Outbox {
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
-        self.len
+        match &self.frames {
+            Frames::Empty => 0,
+            Frames::One(frame) => frame.len(),
+            Frames::Many { len, .. } => *len as usize,
+        }
     }
 
     /// What the queue holds in memory, as caps count it: the unwritten bytes plus
     /// [`FRAME_OVERHEAD`] per frame.
     pub fn cost(&self) -> usize {
-        self.len + self.frame_count() * FRAME_OVERHEAD
+        self.len() + self.frame_count() * FRAME_OVERHEAD
     }
 
     /// Frames not yet completely written.
@@ -62,54 +74,68 @@ impl Outbox {
         match &self.frames {
             Frames::Empty => 0,
             Frames::One(_) => 1,
-            Frames::Many(queue) => queue.len(),
+            Frames::Many { queue, .. } => queue.len(),
         }
     }
 
     /// True when nothing is waiting to be written.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Appends a frame (a refcount increment for a shared frame, never a copy).
-    pub fn push(&mut self, frame: Bytes) {
-        if frame.is_empty() {
-            return;
-        }
-        self.len += frame.len();
-        self.frames = match std::mem::take(&mut self.frames) {
-            Frames::Empty => Frames::One(frame),
-            Frames::One(first) => Frames::Many(VecDeque::from([first, frame])),
-            Frames::Many(mut queue) => {
-                queue.push_back(frame);
-                Frames::Many(queue)
-            }
-        };
+    /// Appends a frame (a refcount increment for a shared frame, never a copy). A frame that
+    /// would take the queue past [`MAX_QUEUED`] is refused: false.
+    #[must_use]
+    pub fn push(&mut self, frame: Bytes) -> bool {
+        self.insert(frame, false)
     }
 
     /// Puts a frame before everything queued. Only for a queue nothing has been written from
-    /// yet (the handshake answer goes in front of what `on_open` sent).
-    pub fn push_front(&mut self, frame: Bytes) {
+    /// yet (the handshake answer goes in front of what `on_open` sent). Refused like `push`.
+    #[must_use]
+    pub fn push_front(&mut self, frame: Bytes) -> bool {
+        self.insert(frame, true)
+    }
+
+    fn insert(&mut self, frame: Bytes, front: bool) -> bool {
         if frame.is_empty() {
-            return;
+            return true;
         }
-        self.len += frame.len();
+        let Some(total) = u32::try_from(self.len() + frame.len()).ok() else {
+            return false;
+        };
         self.frames = match std::mem::take(&mut self.frames) {
             Frames::Empty => Frames::One(frame),
-            Frames::One(second) => Frames::Many(VecDeque::from([frame, second])),
-            Frames::Many(mut queue) => {
-                queue.push_front(frame);
-                Frames::Many(queue)
+            Frames::One(other) => {
+                let pair = if front {
+                    [frame, other]
+                } else {
+                    [other, frame]
+                };
+                Frames::Many {
+                    len: total,
+                    queue: VecDeque::from(pair),
+                }
+            }
+            Frames::Many { mut queue, .. } => {
+                if front {
+                    queue.push_front(frame);
+                } else {
+                    queue.push_back(frame);
+                }
+                Frames::Many { len: total, queue }
             }
         };
+        true
     }
 
     /// Drops all frames but the first, which may be partly written already: cutting it would
     /// corrupt the stream.
     pub fn keep_only_head(&mut self) {
-        if let Frames::Many(queue) = &mut self.frames {
+        if let Frames::Many { len, queue } = &mut self.frames {
             queue.truncate(1);
-            self.len = queue.front().map_or(0, Bytes::len);
+            // The head is part of the total, which fits in 32 bits.
+            *len = queue.front().map_or(0, |head| head.len() as u32);
         }
     }
 
@@ -123,12 +149,12 @@ impl Outbox {
     pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<(usize, Flushed, u64)> {
         let mut written = 0;
         let mut calls = 0;
-        while self.len > 0 {
+        while !self.is_empty() {
             calls += 1;
             let result = match &self.frames {
                 Frames::Empty => break,
                 Frames::One(frame) => socket.write(frame),
-                Frames::Many(queue) => {
+                Frames::Many { queue, .. } => {
                     let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                     let count = queue.len().min(MAX_IOVECS);
                     for (slice, frame) in slices.iter_mut().zip(queue.iter()) {
@@ -158,19 +184,19 @@ impl Outbox {
         let (one, many) = match &self.frames {
             Frames::Empty => (None, None),
             Frames::One(frame) => (Some(frame.as_ref()), None),
-            Frames::Many(queue) => (None, Some(queue.iter().map(Bytes::as_ref))),
+            Frames::Many { queue, .. } => (None, Some(queue.iter().map(Bytes::as_ref))),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
 
     /// Counts `n` bytes from the front as sent (they were encrypted and handed on).
     pub fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.len);
-        self.advance(n.min(self.len));
+        debug_assert!(n <= self.len());
+        self.advance(n.min(self.len()));
     }
 
+    /// `n` is at most `len()`.
     fn advance(&mut self, mut n: usize) {
-        self.len -= n;
         match &mut self.frames {
             Frames::Empty => {}
             Frames::One(frame) => {
@@ -179,7 +205,9 @@ impl Outbox {
                     self.frames = Frames::Empty;
                 }
             }
-            Frames::Many(queue) => {
+            Frames::Many { len, queue } => {
+                // At most the total, which fits in 32 bits.
+                *len -= n as u32;
                 while n > 0 {
                     let Some(front) = queue.front_mut() else {
                         break;
@@ -198,14 +226,14 @@ impl Outbox {
 
     /// Frees a queue allocation kept from an earlier burst, if nothing is waiting in it.
     pub fn release_spare(&mut self) {
-        if self.len == 0 {
+        if self.is_empty() {
             self.frames = Frames::Empty;
         }
     }
 
     /// Whether an empty queue allocation is being kept.
     pub fn has_spare(&self) -> bool {
-        self.len == 0 && matches!(self.frames, Frames::Many(_))
+        self.is_empty() && matches!(self.frames, Frames::Many { .. })
     }
 }
 
@@ -239,7 +267,7 @@ mod tests {
     fn writes_frames_in_order_across_partial_writes() {
         let mut outbox = Outbox::default();
         for frame in [&b"abc"[..], b"defg", b"h"] {
-            outbox.push(Bytes::copy_from_slice(frame));
+            assert!(outbox.push(Bytes::copy_from_slice(frame)));
         }
         let mut socket = Trickle {
             written: Vec::new(),
@@ -264,8 +292,8 @@ mod tests {
         let frame = Bytes::from(vec![1u8; 100]);
         let mut a = Outbox::default();
         let mut b = Outbox::default();
-        a.push(frame.clone());
-        b.push(frame.clone());
+        assert!(a.push(frame.clone()));
+        assert!(b.push(frame.clone()));
         let Frames::One(queued) = &a.frames else {
             panic!("one frame")
         };
@@ -277,7 +305,7 @@ mod tests {
     fn cost_charges_every_frame_its_overhead() {
         let mut outbox = Outbox::default();
         for _ in 0..3 {
-            outbox.push(Bytes::from_static(b"\x8a\x00"));
+            assert!(outbox.push(Bytes::from_static(b"\x8a\x00")));
         }
         assert_eq!((outbox.len(), outbox.cost()), (6, 6 + 3 * FRAME_OVERHEAD));
         let mut sink = Vec::new();
@@ -288,11 +316,36 @@ mod tests {
     #[test]
     fn push_front_puts_a_frame_before_the_queue() {
         let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"b"));
-        outbox.push(Bytes::from_static(b"c"));
-        outbox.push_front(Bytes::from_static(b"a"));
+        assert!(outbox.push(Bytes::from_static(b"b")));
+        assert!(outbox.push(Bytes::from_static(b"c")));
+        assert!(outbox.push_front(Bytes::from_static(b"a")));
         let mut sink = Vec::new();
         outbox.write_to(&mut sink).unwrap();
         assert_eq!(sink, b"abc");
+    }
+
+    #[test]
+    fn the_queue_takes_40_bytes_of_every_record() {
+        assert_eq!(std::mem::size_of::<Outbox>(), 40);
+    }
+
+    #[test]
+    fn a_queue_refuses_what_would_take_it_to_4_gib_and_stays_exact() {
+        // Zeroed pages are never touched: this costs address space, not memory.
+        let gib = Bytes::from(vec![0u8; 1 << 30]);
+        let mut outbox = Outbox::default();
+        for _ in 0..3 {
+            assert!(outbox.push(gib.clone()));
+        }
+        assert!(outbox.push(gib.slice(..(1 << 30) - 1)));
+        assert_eq!(outbox.len(), MAX_QUEUED);
+        assert!(!outbox.push(Bytes::from_static(b"x")));
+        assert!(!outbox.push_front(Bytes::from_static(b"x")));
+        assert_eq!((outbox.len(), outbox.frame_count()), (MAX_QUEUED, 4));
+        outbox.consume(1 << 30);
+        assert_eq!(outbox.len(), MAX_QUEUED - (1 << 30));
+        assert!(outbox.push(Bytes::from_static(b"x")));
+        outbox.keep_only_head();
+        assert_eq!((outbox.len(), outbox.frame_count()), (1 << 30, 1));
     }
 }

@@ -75,9 +75,11 @@ pub struct Decoder {
     /// `[..data_len]`: payload of the data message in progress; the rest: a spilled partial
     /// header or the partial payload of a control frame.
     buffer: Vec<u8>,
-    data_len: usize,
-    /// Payload bytes left in the current frame.
-    remaining: u64,
+    /// At most [`MAX_MESSAGE_LIMIT`], as every message is: 32 bits keep the record small.
+    data_len: u32,
+    /// Payload bytes left in the current frame (a data frame fits in its message's limit, a
+    /// control frame in 125 bytes).
+    remaining: u32,
     mask: Option<[u8; 4]>,
     /// Payload bytes of the current frame already consumed, modulo 4 (the mask phase).
     mask_phase: u8,
@@ -92,6 +94,10 @@ pub struct Decoder {
     /// The message in progress is compressed.
     compressed: bool,
 }
+
+/// The largest message any decoder takes, whatever its caller's `max_message` says (the lengths
+/// it keeps per connection are 32-bit).
+pub const MAX_MESSAGE_LIMIT: usize = u32::MAX as usize;
 
 /// How much larger than the message limit a compressed message may be: deflate adds 5 bytes per
 /// 64 KiB stored block to data that does not compress, and a few bytes of framing.
@@ -166,9 +172,8 @@ impl Decoder {
                         return Ok(input.len());
                     };
                     pos += used;
-                    let whole = usize::try_from(self.remaining)
-                        .ok()
-                        .filter(|&len| len <= input.len() - pos);
+                    let whole =
+                        Some(self.remaining as usize).filter(|&len| len <= input.len() - pos);
                     if let Some(len) = whole.filter(|_| self.can_take_in_place()) {
                         let payload = &mut input[pos..pos + len];
                         pos += len;
@@ -181,8 +186,7 @@ impl Decoder {
                 }
                 Stage::Payload => {
                     let available = input.len() - pos;
-                    let take =
-                        usize::try_from(self.remaining).map_or(available, |r| r.min(available));
+                    let take = (self.remaining as usize).min(available);
                     let chunk = &mut input[pos..pos + take];
                     pos += take;
                     self.take_payload_piece(chunk)?;
@@ -207,7 +211,7 @@ impl Decoder {
         input: &[u8],
         max_message: usize,
     ) -> Result<Option<usize>, ProtocolError> {
-        let spilled = self.buffer.len() - self.data_len;
+        let spilled = self.buffer.len() - self.data_len as usize;
         let (header, used) = if spilled == 0 {
             match decode_header(input)? {
                 Some(found) => found,
@@ -219,9 +223,9 @@ impl Decoder {
         } else {
             let take = (MAX_HEADER_LEN - spilled).min(input.len());
             self.buffer.extend_from_slice(&input[..take]);
-            match decode_header(&self.buffer[self.data_len..])? {
+            match decode_header(&self.buffer[self.data_len as usize..])? {
                 Some((header, len)) => {
-                    self.buffer.truncate(self.data_len);
+                    self.buffer.truncate(self.data_len as usize);
                     self.release_buffer_if_empty();
                     (header, len - spilled)
                 }
@@ -273,15 +277,17 @@ impl Decoder {
             } else {
                 max_message
             };
-            let total = (self.data_len as u64).saturating_add(header.payload_len);
-            if total > limit as u64 {
+            let limit = limit.min(MAX_MESSAGE_LIMIT) as u64;
+            if u64::from(self.data_len).saturating_add(header.payload_len) > limit {
                 return Err(ProtocolError::MessageTooLarge);
             }
         }
         self.opcode = header.opcode;
         self.fin = header.fin;
         self.mask = header.mask;
-        self.remaining = header.payload_len;
+        // Within the limit just checked, or a control frame's 125 bytes.
+        self.remaining =
+            u32::try_from(header.payload_len).map_err(|_| ProtocolError::MessageTooLarge)?;
         self.mask_phase = 0;
         Ok(())
     }
@@ -329,7 +335,7 @@ impl Decoder {
             apply_mask(chunk, key, usize::from(self.mask_phase));
         }
         self.mask_phase = ((usize::from(self.mask_phase) + chunk.len()) % 4) as u8;
-        self.remaining -= chunk.len() as u64;
+        self.remaining -= chunk.len() as u32;
         if self.opcode.is_control() {
             self.buffer.extend_from_slice(chunk);
             return Ok(());
@@ -340,7 +346,7 @@ impl Decoder {
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         self.buffer.extend_from_slice(chunk);
-        self.data_len += chunk.len();
+        self.data_len += chunk.len() as u32;
         Ok(())
     }
 
@@ -354,7 +360,7 @@ impl Decoder {
     {
         self.stage = Stage::Header;
         if self.opcode.is_control() {
-            let control = self.buffer.split_off(self.data_len);
+            let control = self.buffer.split_off(self.data_len as usize);
             let flow = self.report_control(&control, on_event);
             self.release_buffer_if_empty();
             return flow;
@@ -366,18 +372,18 @@ impl Decoder {
         let flow = match kind {
             _ if std::mem::take(&mut self.compressed) => on_event(Event::Deflated {
                 text: kind == Kind::Text,
-                payload: &self.buffer[..self.data_len],
+                payload: &self.buffer[..self.data_len as usize],
             }),
             Kind::Text => {
                 if !self.utf8.is_complete() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
-                let text = std::str::from_utf8(&self.buffer[..self.data_len])
+                let text = std::str::from_utf8(&self.buffer[..self.data_len as usize])
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
                 on_event(Event::Message(Message::Text(text)))
             }
             _ => on_event(Event::Message(Message::Binary(
-                &self.buffer[..self.data_len],
+                &self.buffer[..self.data_len as usize],
             ))),
         };
         self.buffer = Vec::new();
@@ -669,6 +675,32 @@ mod tests {
         let len = encode_header(&mut header, true, OpCode::Continuation, 41, Some(KEY));
         let result = decoder.decode(&mut header[..len], 100, |_| ControlFlow::Continue(()));
         assert_eq!(result, Err(ProtocolError::MessageTooLarge));
+    }
+
+    #[test]
+    fn no_message_reaches_4_gib_whatever_the_caller_allows() {
+        let header_of = |payload_len: usize| {
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let len = encode_header(&mut header, true, OpCode::Binary, payload_len, Some(KEY));
+            header[..len].to_vec()
+        };
+        // The decoder counts in 32 bits: one byte short of 4 GiB is the largest frame it starts.
+        let mut decoder = Decoder::new(Role::Server);
+        let mut largest = header_of(u32::MAX as usize);
+        assert_eq!(
+            decoder.decode(&mut largest, usize::MAX, |_| ControlFlow::Continue(())),
+            Ok(largest.len())
+        );
+        assert!(decoder.is_mid_message());
+        for payload_len in [1 << 32, usize::MAX >> 1] {
+            let mut decoder = Decoder::new(Role::Server);
+            let mut header = header_of(payload_len);
+            assert_eq!(
+                decoder.decode(&mut header, usize::MAX, |_| ControlFlow::Continue(())),
+                Err(ProtocolError::MessageTooLarge),
+                "{payload_len}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use decoder::{Decoder, Event, Role};
+pub use decoder::{Decoder, Event, Role, MAX_MESSAGE_LIMIT};
 pub use error::ProtocolError;
 pub use frame::{encode_frame, encode_message, OpCode};
 pub use message::Message;
